@@ -1,0 +1,558 @@
+/**
+ * Typed rtnetlink over the `netlink` package: one socket per network namespace. Requests on a
+ * handle may be issued together (`batch`): they are pipelined on the one socket and the kernel
+ * answers each in order, so N changes cost one round trip instead of N.
+ */
+import { closeSync } from 'node:fs';
+import { createRtNetlink, type RtNetlinkSocket } from 'netlink/dist/rt/rt.js';
+import type * as rt from 'netlink/dist/rt/gen_structs.js';
+import { RouteProtocol, RouteScope, RouteType, RuleAction } from 'netlink/dist/rt/gen_structs.js';
+import type { LinkMessage } from 'netlink/dist/rt/structs.js';
+import * as ifla from 'netlink/dist/rt/ifla.js';
+import { AttrStream, type StreamData } from 'netlink/dist/structs.js';
+import { FlagsNew } from 'netlink/dist/constants.js';
+import { NetlinkError, toNetlinkError } from './errors.js';
+import { AF_INET, AF_INET6, bufferToIp, bufferToMac, ipToBuffer, macToBuffer, parseCidr } from './ip.js';
+import { inNetns, openNetns } from './netns.js';
+
+const CREATE_EXCL = FlagsNew.CREATE | FlagsNew.EXCL;
+const RTM_NEWLINK_TYPE_ROUTE_UNICAST = 1;
+const RT_TABLE_MAIN = 254;
+const RTPROT_BOOT = 3;
+const RTPROT_STATIC = 4;
+const FR_ACT_TO_TBL = 1;
+
+export type MacvlanMode = 'private' | 'vepa' | 'bridge' | 'passthru' | 'source';
+export type IpvlanMode = 'l2' | 'l3' | 'l3s';
+export type IpvlanFlag = 'bridge' | 'private' | 'vepa';
+
+const MACVLAN_MODES: Record<MacvlanMode, number> = { private: 1, vepa: 2, bridge: 4, passthru: 8, source: 16 };
+const IPVLAN_MODES: Record<IpvlanMode, number> = { l2: 0, l3: 1, l3s: 2 };
+const IPVLAN_FLAGS: Record<IpvlanFlag, number> = { bridge: 0, private: 1, vepa: 2 };
+
+export type LinkKindSpec =
+  | { kind: 'macvlan'; mode: MacvlanMode }
+  | { kind: 'ipvlan'; mode: IpvlanMode; flag?: IpvlanFlag }
+  | { kind: 'bridge'; vlanFiltering?: boolean }
+  | { kind: 'veth'; peerName: string; peerNetnsFd?: number; peerMac?: string }
+  | { kind: 'vxlan'; id: number };
+
+export interface LinkSpec {
+  name: string;
+  kind: LinkKindSpec;
+  /** ifindex of the lower device (macvlan/ipvlan master), in the socket's namespace */
+  parentIndex?: number;
+  mtu?: number;
+  mac?: string;
+  txQueueLen?: number;
+  /** create the link directly in this namespace */
+  netnsFd?: number;
+  up?: boolean;
+}
+
+export interface LinkInfo {
+  index: number;
+  name: string;
+  kind: string | undefined;
+  mtu: number;
+  mac: string | undefined;
+  up: boolean;
+  /** ifindex of the bridge/bond this link is enslaved to */
+  masterIndex: number | undefined;
+  /** ifindex of the lower device (IFLA_LINK); refers to another namespace when linkNetnsId is set */
+  parentIndex: number | undefined;
+  linkNetnsId: number | undefined;
+  txQueueLen: number | undefined;
+  promisc: boolean;
+  /** macvlan mode name or ipvlan mode name, when the kind has one */
+  mode: string | undefined;
+}
+
+export interface AddressInfo {
+  index: number;
+  /** CIDR, e.g. 10.0.0.2/24 */
+  address: string;
+  family: number;
+  scope: number;
+  flags: rt.AddressFlags;
+}
+
+export interface RouteSpec {
+  /** CIDR; 0.0.0.0/0 or ::/0 for a default route */
+  dst: string;
+  gw?: string;
+  oif?: number;
+  table?: number;
+  scope?: number;
+  metric?: number;
+  mtu?: number;
+  advmss?: number;
+  src?: string;
+  /** RTN_* type; unicast when unset */
+  type?: number;
+  protocol?: number;
+}
+
+export interface RouteInfo extends RouteSpec {
+  family: number;
+  table: number;
+  scope: number;
+  type: number;
+  protocol: number;
+}
+
+export interface RuleSpec {
+  family: number;
+  /** CIDR the rule matches as source */
+  src?: string;
+  dst?: string;
+  table: number;
+  priority?: number;
+  iifname?: string;
+  oifname?: string;
+}
+
+export interface RuleInfo extends RuleSpec {
+  action: number;
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n >>> 0);
+  return b;
+}
+
+function materialize(data: StreamData): Buffer {
+  const s = new AttrStream();
+  s.emit(data);
+  return Buffer.concat(s.bufs);
+}
+
+function encodeKind(kind: LinkKindSpec): Buffer {
+  let data: StreamData | undefined;
+  switch (kind.kind) {
+    case 'macvlan':
+      data = ifla.formatMacvlan({ mode: MACVLAN_MODES[kind.mode] });
+      break;
+    case 'ipvlan': {
+      const flags = Buffer.alloc(2);
+      flags.writeUInt16LE(IPVLAN_FLAGS[kind.flag ?? 'bridge']);
+      data = ifla.formatIpvlan({ mode: IPVLAN_MODES[kind.mode], flags });
+      break;
+    }
+    case 'bridge':
+      data = kind.vlanFiltering ? ifla.formatBridge({ vlanFiltering: Buffer.from([1]) }) : undefined;
+      break;
+    case 'veth': {
+      const peerAttrs: ifla.LinkAttrs = { ifname: kind.peerName };
+      if (kind.peerNetnsFd !== undefined) peerAttrs.netNsFd = kind.peerNetnsFd;
+      if (kind.peerMac) peerAttrs.address = macToBuffer(kind.peerMac);
+      // VETH_INFO_PEER carries a whole ifinfomsg followed by the peer's attributes.
+      const peer = Buffer.concat([Buffer.alloc(16), materialize(ifla.formatLinkAttrs(peerAttrs))]);
+      data = ifla.formatVethInfo({ peer });
+      break;
+    }
+    case 'vxlan':
+      data = ifla.formatVxlan({ id: kind.id });
+      break;
+  }
+  const info: ifla.Info = { kind: kind.kind };
+  if (data !== undefined) info.data = materialize(data);
+  return materialize(ifla.formatInfo(info));
+}
+
+function modeName(kind: string | undefined, data: Buffer | undefined): string | undefined {
+  if (!data) return undefined;
+  if (kind === 'macvlan' || kind === 'macvtap') {
+    const mode = ifla.parseMacvlan(data).mode;
+    return (Object.keys(MACVLAN_MODES) as MacvlanMode[]).find((k) => MACVLAN_MODES[k] === mode);
+  }
+  if (kind === 'ipvlan') {
+    const mode = ifla.parseIpvlan(data).mode;
+    return (Object.keys(IPVLAN_MODES) as IpvlanMode[]).find((k) => IPVLAN_MODES[k] === mode);
+  }
+  return undefined;
+}
+
+function toLinkInfo(msg: LinkMessage): LinkInfo {
+  const a = msg.attrs;
+  let kind: string | undefined;
+  let mode: string | undefined;
+  if (a.linkinfo) {
+    const info = ifla.parseInfo(a.linkinfo);
+    kind = info.kind;
+    mode = modeName(kind, info.data);
+  }
+  return {
+    index: msg.data.index ?? 0,
+    name: a.ifname ?? '',
+    kind,
+    mtu: a.mtu ?? 0,
+    mac: a.address && a.address.length === 6 ? bufferToMac(a.address) : undefined,
+    up: Boolean(msg.data.flags?.up),
+    masterIndex: a.master || undefined,
+    parentIndex: a.link && a.link.length >= 4 ? a.link.readUInt32LE(0) || undefined : undefined,
+    linkNetnsId: a.linkNetnsid,
+    txQueueLen: a.txqlen,
+    promisc: Boolean(msg.data.flags?.promisc),
+    mode,
+  };
+}
+
+/** The package decodes enum fields to their names; we keep the kernel's numbers. */
+function enumNumber(value: unknown, names: Record<string, string | number>): number {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'string') return Number(names[value] ?? 0);
+  return 0;
+}
+
+function familyBits(family: number): number {
+  return family === AF_INET ? 32 : 128;
+}
+
+export class NetlinkHandle {
+  private constructor(
+    private readonly sock: RtNetlinkSocket,
+    /** a label for error messages: "host" or the netns path */
+    readonly where: string,
+  ) {}
+
+  /** A handle in the process's own namespace (the node's). */
+  static host(): NetlinkHandle {
+    return new NetlinkHandle(createRtNetlink(), 'host');
+  }
+
+  /** A handle whose socket lives in the namespace `fd`. */
+  static inNetnsFd(fd: number, label: string): NetlinkHandle {
+    const sock = inNetns(fd, label, () => createRtNetlink());
+    return new NetlinkHandle(sock, label);
+  }
+
+  /** A handle in the namespace at `path` (e.g. CNI_NETNS). */
+  static inNetnsPath(path: string): NetlinkHandle {
+    const fd = openNetns(path);
+    try {
+      return NetlinkHandle.inNetnsFd(fd, path);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  close(): void {
+    this.sock.socket.socket.close();
+  }
+
+  private async run<T>(operation: string, object: string, req: () => Promise<T>): Promise<T> {
+    try {
+      return await req();
+    } catch (err) {
+      throw toNetlinkError(err, operation, `${object}${this.where === 'host' ? '' : ` in ${this.where}`}`);
+    }
+  }
+
+  /**
+   * Issues every request at once on this socket and waits for all of them; the first failure
+   * (in issue order) is thrown after all have been answered, so the caller knows the state.
+   */
+  async batch(requests: Array<() => Promise<unknown>>): Promise<void> {
+    const settled = await Promise.allSettled(requests.map((r) => r()));
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  // ---- links ----
+
+  async listLinks(): Promise<LinkInfo[]> {
+    const msgs = await this.run('list links', '', () => this.sock.getLinks());
+    return msgs.map(toLinkInfo);
+  }
+
+  /** The link named `name`, or undefined when there is none. */
+  async getLink(name: string): Promise<LinkInfo | undefined> {
+    try {
+      const [msg] = await this.sock.getLink({}, { ifname: name });
+      return msg ? toLinkInfo(msg) : undefined;
+    } catch (err) {
+      const e = toNetlinkError(err, 'get link', JSON.stringify(name));
+      if (e.isNotFound) return undefined;
+      throw e;
+    }
+  }
+
+  async getLinkByIndex(index: number): Promise<LinkInfo | undefined> {
+    try {
+      const [msg] = await this.sock.getLink({ index });
+      return msg ? toLinkInfo(msg) : undefined;
+    } catch (err) {
+      const e = toNetlinkError(err, 'get link', `#${index}`);
+      if (e.isNotFound) return undefined;
+      throw e;
+    }
+  }
+
+  async requireLink(name: string): Promise<LinkInfo> {
+    const link = await this.getLink(name);
+    if (!link) throw new NetlinkError('find link', JSON.stringify(name) + (this.where === 'host' ? '' : ` in ${this.where}`), 'ENODEV', 19);
+    return link;
+  }
+
+  async createLink(spec: LinkSpec): Promise<void> {
+    const attrs: ifla.LinkAttrs = { ifname: spec.name, linkinfo: encodeKind(spec.kind) };
+    if (spec.parentIndex !== undefined) attrs.link = u32(spec.parentIndex);
+    if (spec.mtu) attrs.mtu = spec.mtu;
+    if (spec.mac) attrs.address = macToBuffer(spec.mac);
+    if (spec.txQueueLen !== undefined) attrs.txqlen = spec.txQueueLen;
+    if (spec.netnsFd !== undefined) attrs.netNsFd = spec.netnsFd;
+    const data: rt.Link = spec.up ? { flags: { up: true }, change: { up: true } } : {};
+    await this.run('create link', `${JSON.stringify(spec.name)} (${spec.kind.kind})`, () =>
+      this.sock.newLink(data, attrs, { flags: CREATE_EXCL }),
+    );
+  }
+
+  async setLinkUp(index: number, up = true): Promise<void> {
+    await this.run(up ? 'set link up' : 'set link down', `#${index}`, () =>
+      this.sock.setLink({ index, flags: up ? { up: true } : {}, change: { up: true } }),
+    );
+  }
+
+  async setLinkPromisc(index: number, on: boolean): Promise<void> {
+    await this.run('set promiscuous mode', `#${index}`, () =>
+      this.sock.setLink({ index, flags: on ? { promisc: true } : {}, change: { promisc: true } }),
+    );
+  }
+
+  async renameLink(index: number, name: string): Promise<void> {
+    await this.run('rename link', `#${index} to ${JSON.stringify(name)}`, () => this.sock.setLink({ index }, { ifname: name }));
+  }
+
+  async setLinkMtu(index: number, mtu: number): Promise<void> {
+    await this.run('set mtu', `${mtu} on #${index}`, () => this.sock.setLink({ index }, { mtu }));
+  }
+
+  async setLinkMac(index: number, mac: string): Promise<void> {
+    await this.run('set mac', `${mac} on #${index}`, () => this.sock.setLink({ index }, { address: macToBuffer(mac) }));
+  }
+
+  async setLinkTxQueueLen(index: number, txqlen: number): Promise<void> {
+    await this.run('set txqueuelen', `${txqlen} on #${index}`, () => this.sock.setLink({ index }, { txqlen }));
+  }
+
+  /** Enslaves a link to a bridge (masterIndex) or frees it (0). */
+  async setLinkMaster(index: number, masterIndex: number): Promise<void> {
+    await this.run('set master', `#${masterIndex} of #${index}`, () => this.sock.setLink({ index }, { master: masterIndex }));
+  }
+
+  async moveLinkToNetns(index: number, netnsFd: number): Promise<void> {
+    await this.run('move link to namespace', `#${index}`, () => this.sock.setLink({ index }, { netNsFd: netnsFd }));
+  }
+
+  async deleteLink(index: number): Promise<void> {
+    await this.run('delete link', `#${index}`, () => this.sock.delLink({ index }));
+  }
+
+  /** Deletes the link named `name`; returns false when it was already gone. */
+  async deleteLinkByName(name: string): Promise<boolean> {
+    const link = await this.getLink(name);
+    if (!link) return false;
+    try {
+      await this.deleteLink(link.index);
+      return true;
+    } catch (err) {
+      if (err instanceof NetlinkError && err.isNotFound) return false;
+      throw err;
+    }
+  }
+
+  // ---- addresses ----
+
+  async listAddresses(index?: number, family?: number): Promise<AddressInfo[]> {
+    const msgs = await this.run('list addresses', index ? `on #${index}` : '', () =>
+      this.sock.getAddresses(family ? { family } : undefined),
+    );
+    const out: AddressInfo[] = [];
+    for (const m of msgs) {
+      if (index !== undefined && m.data.index !== index) continue;
+      const raw = m.attrs.local ?? m.attrs.address;
+      if (!raw) continue;
+      out.push({
+        index: m.data.index ?? 0,
+        address: `${bufferToIp(raw)}/${m.data.prefixlen ?? familyBits(m.data.family ?? AF_INET)}`,
+        family: m.data.family ?? AF_INET,
+        scope: m.data.scope ?? 0,
+        flags: m.attrs.flags ?? m.data.flags ?? {},
+      });
+    }
+    return out;
+  }
+
+  /** Adds `cidr` to link `index`. IPv6 addresses may skip DAD (`noDad`). */
+  async addAddress(index: number, cidr: string, opts: { noDad?: boolean; noPrefixRoute?: boolean } = {}): Promise<void> {
+    const c = parseCidr(cidr);
+    const ip = ipToBuffer(c.ip);
+    const attrs: rt.AddressAttrs = { local: ip, address: ip };
+    if (c.family === AF_INET && c.prefix < 31) {
+      const bcast = Buffer.from(ip);
+      for (let bit = c.prefix; bit < 32; bit++) bcast[bit >> 3]! |= 0x80 >> (bit & 7);
+      attrs.broadcast = bcast;
+    }
+    const flags: rt.AddressFlags = {};
+    if (opts.noDad) flags.nodad = true;
+    if (opts.noPrefixRoute) flags.noprefixroute = true;
+    if (Object.keys(flags).length) attrs.flags = flags;
+    await this.run('add address', `${cidr} on #${index}`, () =>
+      this.sock.newAddress({ family: c.family, prefixlen: c.prefix, index }, attrs, { flags: CREATE_EXCL }),
+    );
+  }
+
+  async delAddress(index: number, cidr: string): Promise<void> {
+    const c = parseCidr(cidr);
+    const ip = ipToBuffer(c.ip);
+    await this.run('delete address', `${cidr} on #${index}`, () =>
+      this.sock.delAddress({ family: c.family, prefixlen: c.prefix, index }, { local: ip, address: ip }),
+    );
+  }
+
+  // ---- routes ----
+
+  private routeMessage(r: RouteSpec): [rt.Route, rt.RouteAttrs] {
+    const dst = parseCidr(r.dst);
+    const table = r.table ?? RT_TABLE_MAIN;
+    const data: rt.Route = {
+      family: dst.family,
+      dstLen: dst.prefix,
+      table: table < 256 ? table : 0,
+      protocol: r.protocol ?? RTPROT_BOOT,
+      scope: r.scope ?? (r.gw ? 0 : 253),
+      type: r.type ?? RTM_NEWLINK_TYPE_ROUTE_UNICAST,
+    };
+    const attrs: rt.RouteAttrs = {};
+    if (dst.prefix > 0) attrs.dst = ipToBuffer(dst.ip);
+    if (table >= 256) attrs.table = table;
+    if (r.gw) attrs.gateway = ipToBuffer(r.gw);
+    if (r.oif !== undefined) attrs.oif = r.oif;
+    if (r.metric !== undefined) attrs.priority = r.metric;
+    if (r.src) attrs.prefsrc = ipToBuffer(r.src);
+    if (r.mtu || r.advmss) {
+      const metrics: rt.RouteMetrics = {};
+      if (r.mtu) metrics.mtu = u32(r.mtu);
+      if (r.advmss) metrics.advmss = u32(r.advmss);
+      attrs.metrics = metrics;
+    }
+    return [data, attrs];
+  }
+
+  private describeRoute(r: RouteSpec): string {
+    const parts = [r.dst];
+    if (r.gw) parts.push(`via ${r.gw}`);
+    if (r.oif !== undefined) parts.push(`dev #${r.oif}`);
+    if (r.table !== undefined && r.table !== RT_TABLE_MAIN) parts.push(`table ${r.table}`);
+    if (r.metric !== undefined) parts.push(`metric ${r.metric}`);
+    return parts.join(' ');
+  }
+
+  async addRoute(r: RouteSpec): Promise<void> {
+    const [data, attrs] = this.routeMessage(r);
+    await this.run('add route', this.describeRoute(r), () => this.sock.newRoute(data, attrs, { flags: CREATE_EXCL }));
+  }
+
+  /** Adds or replaces a route (ip route replace). */
+  async replaceRoute(r: RouteSpec): Promise<void> {
+    const [data, attrs] = this.routeMessage(r);
+    await this.run('replace route', this.describeRoute(r), () =>
+      this.sock.newRoute(data, attrs, { flags: FlagsNew.CREATE | FlagsNew.REPLACE }),
+    );
+  }
+
+  async delRoute(r: RouteSpec): Promise<void> {
+    const [data, attrs] = this.routeMessage(r);
+    // The kernel matches a delete on the fields given; scope NOWHERE matches any scope.
+    data.scope = 255;
+    delete data.protocol;
+    await this.run('delete route', this.describeRoute(r), () => this.sock.delRoute(data, attrs));
+  }
+
+  /** Routes in `table` (all tables when undefined) of one family, or both. */
+  async listRoutes(opts: { family?: number; table?: number } = {}): Promise<RouteInfo[]> {
+    const families = opts.family ? [opts.family] : [AF_INET, AF_INET6];
+    const out: RouteInfo[] = [];
+    for (const family of families) {
+      const msgs = await this.run('list routes', '', () => this.sock.getRoutes({ family }));
+      for (const m of msgs) {
+        const table = m.attrs.table ?? m.data.table ?? 0;
+        if (opts.table !== undefined && table !== opts.table) continue;
+        const dstLen = m.data.dstLen ?? 0;
+        const dst = m.attrs.dst ? `${bufferToIp(m.attrs.dst)}/${dstLen}` : family === AF_INET ? '0.0.0.0/0' : '::/0';
+        const info: RouteInfo = {
+          family,
+          dst,
+          table,
+          scope: enumNumber(m.data.scope, RouteScope),
+          type: enumNumber(m.data.type, RouteType),
+          protocol: enumNumber(m.data.protocol, RouteProtocol),
+        };
+        if (m.attrs.gateway) info.gw = bufferToIp(m.attrs.gateway);
+        if (m.attrs.oif !== undefined) info.oif = m.attrs.oif;
+        if (m.attrs.priority !== undefined) info.metric = m.attrs.priority;
+        if (m.attrs.prefsrc) info.src = bufferToIp(m.attrs.prefsrc);
+        if (m.attrs.metrics?.mtu) info.mtu = m.attrs.metrics.mtu.readUInt32LE(0);
+        if (m.attrs.metrics?.advmss) info.advmss = m.attrs.metrics.advmss.readUInt32LE(0);
+        out.push(info);
+      }
+    }
+    return out;
+  }
+
+  // ---- policy rules ----
+
+  private ruleMessage(r: RuleSpec): [rt.Rule, rt.RuleAttrs] {
+    const data: rt.Rule = { family: r.family, action: FR_ACT_TO_TBL, table: r.table < 256 ? r.table : 0 };
+    const attrs: rt.RuleAttrs = { table: r.table };
+    if (r.src) {
+      const c = parseCidr(r.src);
+      data.srcLen = c.prefix;
+      attrs.src = ipToBuffer(c.ip);
+    }
+    if (r.dst) {
+      const c = parseCidr(r.dst);
+      data.dstLen = c.prefix;
+      attrs.dst = ipToBuffer(c.ip);
+    }
+    if (r.priority !== undefined) attrs.priority = r.priority;
+    if (r.iifname) attrs.iifname = r.iifname;
+    if (r.oifname) attrs.oifname = r.oifname;
+    return [data, attrs];
+  }
+
+  private describeRule(r: RuleSpec): string {
+    return `${r.src ? `from ${r.src} ` : ''}${r.dst ? `to ${r.dst} ` : ''}lookup ${r.table}${r.priority !== undefined ? ` priority ${r.priority}` : ''}`;
+  }
+
+  async addRule(r: RuleSpec): Promise<void> {
+    const [data, attrs] = this.ruleMessage(r);
+    await this.run('add rule', this.describeRule(r), () => this.sock.newRule(data, attrs, { flags: CREATE_EXCL }));
+  }
+
+  async delRule(r: RuleSpec): Promise<void> {
+    const [data, attrs] = this.ruleMessage(r);
+    await this.run('delete rule', this.describeRule(r), () => this.sock.delRule(data, attrs));
+  }
+
+  async listRules(family: number): Promise<RuleInfo[]> {
+    const msgs = await this.run('list rules', '', () => this.sock.getRules({ family }));
+    return msgs.map((m) => {
+      const info: RuleInfo = {
+        family,
+        table: m.attrs.table ?? m.data.table ?? 0,
+        action: enumNumber(m.data.action, RuleAction),
+      };
+      if (m.attrs.src) info.src = `${bufferToIp(m.attrs.src)}/${m.data.srcLen ?? 0}`;
+      if (m.attrs.dst) info.dst = `${bufferToIp(m.attrs.dst)}/${m.data.dstLen ?? 0}`;
+      if (m.attrs.priority !== undefined) info.priority = m.attrs.priority;
+      if (m.attrs.iifname) info.iifname = m.attrs.iifname;
+      if (m.attrs.oifname) info.oifname = m.attrs.oifname;
+      return info;
+    });
+  }
+}
+
+export { AF_INET, AF_INET6, RT_TABLE_MAIN, RTPROT_STATIC };
