@@ -2,27 +2,37 @@
  * The few libc calls Node does not expose. setns(2) moves the calling (main) thread into a
  * network namespace; a netlink socket opened there stays bound to that namespace.
  */
-import koffi from 'koffi';
+import { getSystemErrorName } from 'node:util';
+import { loadKoffi } from './koffi.js';
 
 export const CLONE_NEWNET = 0x40000000;
 
 let libcSetns: ((fd: number, nstype: number) => number) | undefined;
-let libcErrno: (() => number) | undefined;
+let lastErrno: (() => number) | undefined;
 
 function bind(): void {
+  const koffi = loadKoffi();
   const libc = koffi.load('libc.so.6');
   libcSetns = libc.func('int setns(int fd, int nstype)');
-  const errnoLocation = libc.func('int *__errno_location(void)');
-  libcErrno = () => koffi.decode(errnoLocation(), 'int') as number;
+  // koffi saves errno right after each native call; reading it through __errno_location()
+  // later could see a value clobbered by whatever libc work V8 did in between.
+  lastErrno = () => koffi.errno();
 }
 
 /** setns(2); throws an Error carrying `errno` and `code` like Node's own system errors. */
 export function setns(fd: number, nstype: number = CLONE_NEWNET): void {
   if (!libcSetns) bind();
   if (libcSetns!(fd, nstype) !== 0) {
-    const errno = libcErrno!();
-    const err = new Error(`setns failed: errno ${errno}`) as NodeJS.ErrnoException;
+    const errno = lastErrno!();
+    let code: string;
+    try {
+      code = getSystemErrorName(-errno);
+    } catch {
+      code = `errno ${errno}`;
+    }
+    const err = new Error(`setns failed: ${code}`) as NodeJS.ErrnoException;
     err.errno = errno;
+    err.code = code;
     err.syscall = 'setns';
     throw err;
   }

@@ -31,7 +31,7 @@ const IPVLAN_MODES: Record<IpvlanMode, number> = { l2: 0, l3: 1, l3s: 2 };
 const IPVLAN_FLAGS: Record<IpvlanFlag, number> = { bridge: 0, private: 1, vepa: 2 };
 
 export type LinkKindSpec =
-  | { kind: 'macvlan'; mode: MacvlanMode }
+  | { kind: 'macvlan'; mode: MacvlanMode; bcQueueLen?: number | undefined }
   | { kind: 'ipvlan'; mode: IpvlanMode; flag?: IpvlanFlag }
   | { kind: 'bridge'; vlanFiltering?: boolean }
   | { kind: 'veth'; peerName: string; peerNetnsFd?: number; peerMac?: string }
@@ -122,6 +122,15 @@ function u32(n: number): Buffer {
   return b;
 }
 
+/** One netlink attribute (length, type, value, padding to 4 bytes). */
+function rawAttr(type: number, value: Buffer): Buffer {
+  const header = Buffer.alloc(4);
+  header.writeUInt16LE(4 + value.length, 0);
+  header.writeUInt16LE(type, 2);
+  const pad = Buffer.alloc((4 - (value.length % 4)) % 4);
+  return Buffer.concat([header, value, pad]);
+}
+
 function materialize(data: StreamData): Buffer {
   const s = new AttrStream();
   s.emit(data);
@@ -131,9 +140,12 @@ function materialize(data: StreamData): Buffer {
 function encodeKind(kind: LinkKindSpec): Buffer {
   let data: StreamData | undefined;
   switch (kind.kind) {
-    case 'macvlan':
-      data = ifla.formatMacvlan({ mode: MACVLAN_MODES[kind.mode] });
+    case 'macvlan': {
+      const attrs = materialize(ifla.formatMacvlan({ mode: MACVLAN_MODES[kind.mode] }));
+      // IFLA_MACVLAN_BC_QUEUE_LEN (7) is newer than the package's attribute table.
+      data = kind.bcQueueLen === undefined ? attrs : Buffer.concat([attrs, rawAttr(7, u32(kind.bcQueueLen))]);
       break;
+    }
     case 'ipvlan': {
       const flags = Buffer.alloc(2);
       flags.writeUInt16LE(IPVLAN_FLAGS[kind.flag ?? 'bridge']);

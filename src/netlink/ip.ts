@@ -99,3 +99,13 @@ export function macToBuffer(mac: string): Buffer {
 export function bufferToMac(buf: Buffer): string {
   return [...buf].map((b) => b.toString(16).padStart(2, '0')).join(':');
 }
+
+/** A CIDR in canonical text (RFC 5952 for IPv6), so that two spellings compare equal. */
+export function canonicalCidr(text: string): string {
+  const c = parseCidr(text);
+  return `${bufferToIp(ipToBuffer(c.ip))}/${c.prefix}`;
+}
+
+export function canonicalIp(ip: string): string {
+  return bufferToIp(ipToBuffer(ip));
+}

@@ -1,0 +1,104 @@
+/**
+ * What every interface plugin does once its link exists in the container: bring it up, apply
+ * the IPAM result (addresses, then routes, each as one batch), and the CHECK of the same.
+ */
+import { randomBytes } from 'node:crypto';
+import { CniError, ErrorCode } from '../../src/cni/errors.js';
+import type { IpConfig, Result, Route } from '../../src/cni/types.js';
+import {
+  AF_INET,
+  AF_INET6,
+  type LinkInfo,
+  type NetlinkHandle,
+  type RouteSpec,
+  canonicalCidr,
+  canonicalIp,
+  familyOf,
+  parseCidr,
+  setSysctls,
+} from '../../src/netlink/index.js';
+
+/** A unique temporary name: links are created under it and renamed, so names never collide. */
+export function tempLinkName(): string {
+  return `mn${randomBytes(5).toString('hex')}`;
+}
+
+/** The IPs of a result that belong to interface `index` (or carry no interface). */
+export function ipsOfInterface(result: Result, index: number): IpConfig[] {
+  return (result.ips ?? []).filter((ip) => ip.interface === undefined || ip.interface === index);
+}
+
+/** The route the kernel gets for a result route: a missing gw defaults to the family's IP gateway. */
+export function routeSpecs(ips: IpConfig[], routes: Route[], oif: number): RouteSpec[] {
+  const gwByFamily = new Map<number, string>();
+  for (const ip of ips) if (ip.gateway && !gwByFamily.has(familyOf(ip.gateway))) gwByFamily.set(familyOf(ip.gateway), ip.gateway);
+  return routes.map((r) => {
+    const spec: RouteSpec = { dst: r.dst, oif };
+    const gw = r.gw ?? gwByFamily.get(parseCidr(r.dst).family);
+    if (gw) spec.gw = gw;
+    if (r.mtu) spec.mtu = r.mtu;
+    if (r.advmss) spec.advmss = r.advmss;
+    if (r.priority !== undefined) spec.metric = r.priority;
+    if (r.table !== undefined) spec.table = r.table;
+    if (r.scope !== undefined) spec.scope = r.scope;
+    return spec;
+  });
+}
+
+/**
+ * Applies `ips` and `routes` to the link `link` in the container (socket `nl`, namespace fd
+ * `netnsFd`). The link is brought up first; IPv6 is enabled when a v6 address is present.
+ */
+export async function configureInterface(
+  nl: NetlinkHandle,
+  netnsFd: number,
+  link: LinkInfo,
+  ips: IpConfig[],
+  routes: Route[],
+): Promise<void> {
+  if (ips.some((ip) => parseCidr(ip.address).family === AF_INET6)) {
+    // Runtimes may create the netns with IPv6 disabled; the reference plugins enable it too.
+    setSysctls(netnsFd, { [`net.ipv6.conf.${link.name}.disable_ipv6`]: '0' });
+  }
+  await nl.setLinkUp(link.index);
+  // Addresses before routes: a route's gateway must be reachable through an address.
+  await nl.batch(ips.map((ip) => () => nl.addAddress(link.index, ip.address)));
+  await nl.batch(routeSpecs(ips, routes, link.index).map((r) => () => nl.addRoute(r)));
+}
+
+/** CHECK: the addresses and routes a result promised are on the link. Names what is missing. */
+export async function checkInterfaceConfig(nl: NetlinkHandle, link: LinkInfo, ips: IpConfig[], routes: Route[]): Promise<void> {
+  const present = new Set((await nl.listAddresses(link.index)).map((a) => canonicalCidr(a.address)));
+  for (const ip of ips) {
+    if (!present.has(canonicalCidr(ip.address))) {
+      throw new CniError(ErrorCode.Internal, `address ${ip.address} is not on ${link.name}`);
+    }
+  }
+  if (routes.length === 0) return;
+  const families = new Set(routes.map((r) => parseCidr(r.dst).family));
+  const kernel = (await Promise.all([...families].map((f) => nl.listRoutes({ family: f })))).flat();
+  for (const want of routeSpecs(ips, routes, link.index)) {
+    const dst = canonicalCidr(want.dst);
+    const table = want.table ?? 254;
+    const found = kernel.some(
+      (r) =>
+        canonicalCidr(r.dst) === dst &&
+        r.table === table &&
+        r.oif === link.index &&
+        (want.gw === undefined || (r.gw !== undefined && canonicalIp(r.gw) === canonicalIp(want.gw))),
+    );
+    if (!found) {
+      throw new CniError(ErrorCode.Internal, `route ${want.dst}${want.gw ? ` via ${want.gw}` : ''} dev ${link.name} is missing`);
+    }
+  }
+}
+
+/** The interface with the IPv4 default route (else IPv6): a plugin's default master. */
+export async function defaultRouteInterface(nl: NetlinkHandle): Promise<LinkInfo | undefined> {
+  for (const family of [AF_INET, AF_INET6]) {
+    const routes = await nl.listRoutes({ family, table: 254 });
+    const def = routes.find((r) => (r.dst === '0.0.0.0/0' || r.dst === '::/0') && r.oif !== undefined);
+    if (def) return nl.getLinkByIndex(def.oif!);
+  }
+  return undefined;
+}
