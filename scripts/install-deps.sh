@@ -24,6 +24,8 @@ REQUIREMENTS=(
   "$LIBCNI_DIR/api.go|golang-github-appc-cni-dev golang-github-containernetworking-cni-dev"
   "cmd:ip|iproute2"
   "cmd:hyperfine|hyperfine"
+  # ping: connectivity checks between the harness's own netns (pod -> switch).
+  "cmd:ping|iputils-ping"
 )
 
 present() {

@@ -1,0 +1,80 @@
+/**
+ * Process running for the test helpers. Everything the harness does to the
+ * system (ip, the driver, the product) goes through `run`, which never throws
+ * on a non-zero exit: tests assert on exit codes, so a failure is data.
+ */
+import { spawn } from 'node:child_process';
+
+export interface RunOptions {
+  /** Full environment of the child. Default: this process's environment. */
+  env?: NodeJS.ProcessEnv;
+  /** Written to the child's stdin, which is then closed. */
+  input?: string;
+  cwd?: string;
+  /** Killed with SIGKILL after this long; default 60 s. */
+  timeoutMs?: number;
+}
+
+export interface RunResult {
+  /** Exit status; -1 when the child was killed by a signal or timed out. */
+  exitCode: number;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+export function run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new Error('run: empty argv');
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, {
+      env: opts.env ?? process.env,
+      cwd: opts.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, opts.timeoutMs ?? 60_000);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot run ${file}: ${err.message}`));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ exitCode: code ?? -1, signal, stdout, stderr, timedOut });
+    });
+    // A child that exits without reading stdin makes the write fail with EPIPE;
+    // that is the child's business (its exit code tells), not a harness error.
+    child.stdin.on('error', () => {});
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** Like `run`, but a non-zero exit is an error carrying the command's output. */
+export async function runOk(argv: readonly string[], opts: RunOptions = {}): Promise<string> {
+  const r = await run(argv, opts);
+  if (r.exitCode !== 0) {
+    throw new Error(
+      `command failed (exit ${r.exitCode}${r.timedOut ? ', timed out' : ''}): ${argv.join(' ')}\n${r.stderr}${r.stdout}`,
+    );
+  }
+  return r.stdout;
+}
+
+/** Parses JSON, returning undefined instead of throwing (for "maybe JSON" output). */
+export function tryParseJson(text: string): unknown {
+  const trimmed = text.trim();
+  if (trimmed === '') return undefined;
+  try {
+    return JSON.parse(trimmed) as unknown;
+  } catch {
+    return undefined;
+  }
+}
