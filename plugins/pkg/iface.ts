@@ -9,11 +9,12 @@ import {
   AF_INET,
   AF_INET6,
   type LinkInfo,
-  type NetlinkHandle,
+  NetlinkHandle,
   type RouteSpec,
   canonicalCidr,
   canonicalIp,
   familyOf,
+  isNotFound,
   parseCidr,
   setSysctls,
 } from '../../src/netlink/index.js';
@@ -101,4 +102,25 @@ export async function defaultRouteInterface(nl: NetlinkHandle): Promise<LinkInfo
     if (def) return nl.getLinkByIndex(def.oif!);
   }
   return undefined;
+}
+
+/**
+ * Deletes link `index` in the namespace at `netnsPath`, on a socket of its own: undo steps run
+ * after the plugin's own sockets are closed. A link or namespace already gone is success.
+ */
+export async function deleteLinkInNetns(netnsPath: string, index: number): Promise<void> {
+  let nl: NetlinkHandle;
+  try {
+    nl = NetlinkHandle.inNetnsPath(netnsPath);
+  } catch (err) {
+    if (isNotFound(err)) return;
+    throw err;
+  }
+  try {
+    await nl.deleteLink(index);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  } finally {
+    nl.close();
+  }
 }

@@ -22,6 +22,7 @@ import {
   checkInterfaceConfig,
   configureInterface,
   defaultRouteInterface,
+  deleteLinkInNetns,
   ipsOfInterface,
   tempLinkName,
 } from '../../pkg/iface.js';
@@ -140,13 +141,7 @@ async function add(conf: MacvlanConf, ctx: PluginContext): Promise<Result> {
     });
     let link = await ns.pod.requireLink(temp);
     const index = link.index;
-    ctx.rollback.push(`delete macvlan ${temp} (#${index})`, async () => {
-      try {
-        await ns.pod.deleteLink(index);
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
-    });
+    ctx.rollback.push(`delete macvlan ${temp} (#${index})`, () => deleteLinkInNetns(netns!, index));
     await ns.pod.renameLink(index, ifName);
     link = { ...link, name: ifName };
     // Announce the new MAC on up and on address changes (the reference does the same).
