@@ -21,7 +21,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach } from 'vitest';
-import { run, runOk, type RunOptions, type RunResult } from './exec.js';
+import { run, runOk, waitFor, type RunOptions, type RunResult } from './exec.js';
 import { TEST_PREFIX, isAlive, ownerPid, processTmpRoot, removeProcessTmpRoot, sweepTmpDirs } from './paths.js';
 
 export const NETNS_DIR = '/run/netns';
@@ -242,11 +242,39 @@ export async function createNode(opts: NodeOptions = {}): Promise<NodeNetns> {
       await node.ip('link', 'set', name, 'up');
       nics.push({ name, peer });
     }
+    // Carrier and the IPv6 link-local come up asynchronously after `link set
+    // up`; hand tests a node that has settled, or a snapshot taken at once
+    // and one taken later would differ for no reason of theirs.
+    for (const { name } of nics) await waitLinkSettled(node, name);
     return Object.assign(node, { switchNs: sw, nics }) as NodeNetns;
   } catch (err) {
     await Promise.allSettled(made.map((ns) => deleteNetns(ns)));
     throw err;
   }
+}
+
+const IPV6 = existsSync('/proc/sys/net/ipv6');
+
+/**
+ * Waits until a link is operationally UP and, where IPv6 is on, has its
+ * link-local address, no longer tentative. Useful after a plugin brings a
+ * link up too, before snapshotting it.
+ */
+export async function waitLinkSettled(ns: NetnsRef, ifname: string, timeoutMs = 5_000): Promise<void> {
+  const name = netnsName(ns);
+  await waitFor(
+    `${ifname} in ${name} to be up${IPV6 ? ' with a link-local address' : ''}`,
+    async () => {
+      const [link] = JSON.parse(await runOk(['ip', '-n', name, '-j', 'addr', 'show', 'dev', ifname])) as Array<{
+        operstate?: string;
+        addr_info?: Array<{ family: string; scope: string; tentative?: boolean }>;
+      }>;
+      if (link?.operstate !== 'UP') return false;
+      if (!IPV6) return true;
+      return (link.addr_info ?? []).some((a) => a.family === 'inet6' && a.scope === 'link' && !a.tentative);
+    },
+    { timeoutMs },
+  );
 }
 
 // ---------------------------------------------------------------------------

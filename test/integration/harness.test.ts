@@ -133,6 +133,42 @@ describe('reference plugins through the libcni driver', () => {
     expect(normalize(a)).toEqual(normalize(b));
   });
 
+  it('capArgs reach plugins as runtimeConfig and args as CNI_ARGS', async () => {
+    // Reference static IPAM takes addresses from runtimeConfig.ips (with the
+    // "ips" capability) and from CNI_ARGS IP=…: one conf, two ways in.
+    const conf = {
+      cniVersion: '1.0.0',
+      name: 'mvcap',
+      type: 'macvlan',
+      master: 'eth1',
+      capabilities: { ips: true },
+      ipam: { type: 'static' },
+    };
+    const viaCap = await cni({
+      command: 'add',
+      netName: 'mvcap',
+      confs: [conf],
+      netns: fx.pod,
+      capArgs: { ips: ['192.0.2.40/24'] },
+    });
+    expect(viaCap.exitCode, viaCap.stderr).toBe(0);
+    expect(addressesOf(await snapshot(fx.pod), 'eth0', { family: 4 })).toEqual(['192.0.2.40/24']);
+
+    const pod2 = await fx.newPod();
+    const viaArgs = await cni({
+      command: 'add',
+      netName: 'mvcap',
+      confs: [conf],
+      netns: pod2,
+      // macvlan parses CNI_ARGS too and rejects keys it does not know.
+      args: { IgnoreUnknown: '1', IP: '192.0.2.41/24' },
+      containerId: 'explicit-id',
+    });
+    expect(viaArgs.exitCode, viaArgs.stderr).toBe(0);
+    expect(addressesOf(await snapshot(pod2), 'eth0', { family: 4 })).toEqual(['192.0.2.41/24']);
+    // No DEL: the fixture's teardown must cope with networks still attached.
+  });
+
   it('a failing plugin gives a non-zero exit, the message, and the CNI error object', async () => {
     const conf = { cniVersion: '1.0.0', name: 'bad', type: 'macvlan', master: 'nosuchnic', ipam: { type: 'static' } };
     const add = await cni({ command: 'add', netName: 'bad', confs: [conf], netns: fx.pod });
