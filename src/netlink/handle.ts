@@ -1,16 +1,19 @@
 /**
- * Typed rtnetlink over the `netlink` package: one socket per network namespace. Requests on a
- * handle may be issued together (`batch`): they are pipelined on the one socket and the kernel
- * answers each in order, so N changes cost one round trip instead of N.
+ * Typed rtnetlink over the `netlink` package: one socket per network namespace. Changes to
+ * addresses, routes and rules issued inside `batch` are encoded into one buffer and handed to
+ * the kernel in one sendmsg: it runs them in order, answers only the failures plus an ACK for
+ * the last message, and replies are matched to requests by sequence number. N changes cost one
+ * system call and one reply instead of N round trips.
  */
 import { closeSync } from 'node:fs';
+import { getSystemErrorName } from 'node:util';
 import { createRtNetlink, type RtNetlinkSocket } from 'netlink/dist/rt/rt.js';
 import type * as rt from 'netlink/dist/rt/gen_structs.js';
-import { RouteProtocol, RouteScope, RouteType, RuleAction } from 'netlink/dist/rt/gen_structs.js';
-import type { LinkMessage } from 'netlink/dist/rt/structs.js';
+import { MessageType, RouteProtocol, RouteScope, RouteType, RuleAction } from 'netlink/dist/rt/gen_structs.js';
+import { formatAddressMessage, formatRouteMessage, formatRuleMessage, type LinkMessage } from 'netlink/dist/rt/structs.js';
 import * as ifla from 'netlink/dist/rt/ifla.js';
-import { AttrStream, type StreamData } from 'netlink/dist/structs.js';
-import { FlagsNew } from 'netlink/dist/constants.js';
+import { AttrStream, formatMessage, type NetlinkMessage, type StreamData } from 'netlink/dist/structs.js';
+import { Flags, FlagsNew, MessageType as NlMessageType } from 'netlink/dist/constants.js';
 import { NetlinkError, toNetlinkError } from './errors.js';
 import { AF_INET, AF_INET6, bufferToIp, bufferToMac, ipToBuffer, macToBuffer, parseCidr } from './ip.js';
 import { inNetns, openNetns } from './netns.js';
@@ -222,7 +225,62 @@ function familyBits(family: number): number {
   return family === AF_INET ? 32 : 128;
 }
 
+/** One change waiting in a batch: its encoded payload and who to tell how it went. */
+interface PendingChange {
+  type: number;
+  flags: number;
+  payload: Buffer;
+  operation: string;
+  object: string;
+  resolve: () => void;
+  reject: (err: NetlinkError) => void;
+}
+
+/** The NetlinkSocket calls we use beyond its typed surface (they are protected there). */
+interface RequestTable {
+  generateSeq(): number;
+  makeRef(seq: number, cb: (err: Error | null, msg?: NetlinkMessage[]) => void): number;
+  dropRef(seq: number): void;
+  address(): { port: number };
+  socket: { send(msg: Buffer, options: { port: number }, cb: (err?: Error) => void): void; setRecvBufferSize(n: number): void };
+  once(event: 'error', cb: (err: Error) => void): unknown;
+  off(event: 'error', cb: (err: Error) => void): unknown;
+}
+
+/**
+ * Bytes of requests per sendmsg: well under the default socket send buffer (212992), which
+ * caps one netlink message buffer. About 1,000 route changes.
+ */
+const BATCH_BYTES = 96 * 1024;
+/** Room for the kernel's error replies when many changes of one buffer fail. */
+const BATCH_RCVBUF = 4 * 1024 * 1024;
+const BATCH_TIMEOUT_MS = 30_000;
+
+function encode(fill: (out: AttrStream) => void): Buffer {
+  const out = new AttrStream();
+  fill(out);
+  return Buffer.concat(out.bufs);
+}
+
+function errnoOf(msg: NetlinkMessage): number {
+  return msg.data.length >= 4 ? msg.data.readInt32LE(0) : 0;
+}
+
+function rejection(errno: number): Error {
+  let code = `${-errno}`;
+  try {
+    code = getSystemErrorName(errno);
+  } catch {
+    // an errno Node does not name: keep the number
+  }
+  return new Error(`Request rejected: ${code}`);
+}
+
 export class NetlinkHandle {
+  /** changes collected while a `batch` is being built */
+  private collecting: PendingChange[] | undefined;
+  private rcvbufRaised = false;
+
   private constructor(
     private readonly sock: RtNetlinkSocket,
     /** a label for error messages: "host" or the netns path */
@@ -263,13 +321,121 @@ export class NetlinkHandle {
   }
 
   /**
-   * Issues every request at once on this socket and waits for all of them; the first failure
-   * (in issue order) is thrown after all have been answered, so the caller knows the state.
+   * Runs `requests` as one batch and throws the first failure (in issue order) once every
+   * request has been answered, so the caller knows the state. Address, route and rule changes
+   * that a request issues synchronously go to the kernel together in one sendmsg (see
+   * `batchSettled`); anything else (links, lookups) is pipelined on the socket as before.
    */
   async batch(requests: Array<() => Promise<unknown>>): Promise<void> {
-    const settled = await Promise.allSettled(requests.map((r) => r()));
+    const settled = await this.batchSettled(requests);
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) throw failed.reason;
+  }
+
+  /** Like `batch`, but returns how each request went, in order, so a caller can undo the ones that took. */
+  async batchSettled<T>(requests: Array<() => Promise<T>>): Promise<Array<PromiseSettledResult<T>>> {
+    if (this.collecting) return Promise.allSettled(requests.map((r) => r()));
+    const pending: PendingChange[] = [];
+    this.collecting = pending;
+    let promises: Array<Promise<T>>;
+    try {
+      promises = requests.map((r) => {
+        try {
+          return r();
+        } catch (err) {
+          return Promise.reject(err);
+        }
+      });
+    } finally {
+      this.collecting = undefined;
+    }
+    // Observed now: a change rejected while later buffers are sent is not an unhandled rejection.
+    const outcome = Promise.allSettled(promises);
+    for (let start = 0; start < pending.length; ) {
+      let end = start;
+      let bytes = 0;
+      while (end < pending.length && (end === start || bytes + pending[end]!.payload.length + 16 <= BATCH_BYTES)) {
+        bytes += pending[end]!.payload.length + 16;
+        end++;
+      }
+      await this.sendChanges(pending.slice(start, end));
+      start = end;
+    }
+    return outcome;
+  }
+
+  /** A change to the kernel: alone, or queued into the batch being built. */
+  private change(operation: string, object: string, type: number, flags: number, payload: Buffer): Promise<void> {
+    const where = `${object}${this.where === 'host' ? '' : ` in ${this.where}`}`;
+    return new Promise<void>((resolve, reject) => {
+      const change: PendingChange = { type, flags, payload, operation, object: where, resolve, reject };
+      if (this.collecting) this.collecting.push(change);
+      else this.sendChanges([change]).catch(reject);
+    });
+  }
+
+  /**
+   * Sends `changes` in one buffer with one sendmsg. Only the last asks for an ACK: the kernel
+   * runs the messages of a buffer in order and always answers a failure, so when the last
+   * one's answer arrives every earlier failure has been reported, and silence means success.
+   */
+  private async sendChanges(changes: PendingChange[]): Promise<void> {
+    if (changes.length === 0) return;
+    const nl = this.sock.socket as unknown as RequestTable;
+    if (changes.length > 64 && !this.rcvbufRaised) {
+      this.rcvbufRaised = true;
+      try {
+        nl.socket.setRecvBufferSize(BATCH_RCVBUF);
+      } catch {
+        // the default buffer still holds the replies of a batch that mostly succeeds
+      }
+    }
+    const port = nl.address().port;
+    const seqs: number[] = [];
+    const parts: Uint8Array[] = [];
+    changes.forEach((c, i) => {
+      const seq = nl.generateSeq();
+      seqs.push(seq);
+      const flags = c.flags | Flags.REQUEST | (i === changes.length - 1 ? Flags.ACK : 0);
+      parts.push(...formatMessage({ type: c.type, flags, seq, port, data: [c.payload] }));
+    });
+    const buffer = Buffer.concat(parts);
+    const settled = new Set<number>();
+    await new Promise<void>((done) => {
+      let finished = false;
+      const finish = (err?: Error): void => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(timer);
+        nl.off('error', finish);
+        for (const seq of seqs) nl.dropRef(seq);
+        changes.forEach((c, i) => {
+          if (settled.has(i)) return;
+          if (err) c.reject(toNetlinkError(err, c.operation, c.object));
+          else c.resolve();
+        });
+        done();
+      };
+      const timer = setTimeout(() => finish(new Error('Request rejected: ETIMEDOUT')), BATCH_TIMEOUT_MS);
+      nl.once('error', finish);
+      seqs.forEach((seq, i) => {
+        nl.makeRef(seq, (err, msgs) => {
+          const msg = msgs?.[0];
+          const errno = err ? 0 : msg && msg.type === NlMessageType.ERROR ? errnoOf(msg) : 0;
+          const c = changes[i]!;
+          if (!settled.has(i)) {
+            settled.add(i);
+            if (err) c.reject(toNetlinkError(err, c.operation, c.object));
+            else if (errno < 0) c.reject(toNetlinkError(rejection(errno), c.operation, c.object));
+            else c.resolve();
+          }
+          if (i === seqs.length - 1) finish();
+        });
+      });
+      nl.socket.send(buffer, { port: 0 }, (err) => {
+        if (err) finish(err);
+      });
+    });
   }
 
   // ---- links ----
@@ -411,17 +577,17 @@ export class NetlinkHandle {
     if (opts.noDad) flags.nodad = true;
     if (opts.noPrefixRoute) flags.noprefixroute = true;
     if (Object.keys(flags).length) attrs.flags = flags;
-    await this.run('add address', `${cidr} on #${index}`, () =>
-      this.sock.newAddress({ family: c.family, prefixlen: c.prefix, index }, attrs, { flags: CREATE_EXCL }),
-    );
+    const payload = encode((out) => formatAddressMessage({ kind: 'address', data: { family: c.family, prefixlen: c.prefix, index }, attrs }, out));
+    await this.change('add address', `${cidr} on #${index}`, MessageType.NEWADDR, CREATE_EXCL, payload);
   }
 
   async delAddress(index: number, cidr: string): Promise<void> {
     const c = parseCidr(cidr);
     const ip = ipToBuffer(c.ip);
-    await this.run('delete address', `${cidr} on #${index}`, () =>
-      this.sock.delAddress({ family: c.family, prefixlen: c.prefix, index }, { local: ip, address: ip }),
+    const payload = encode((out) =>
+      formatAddressMessage({ kind: 'address', data: { family: c.family, prefixlen: c.prefix, index }, attrs: { local: ip, address: ip } }, out),
     );
+    await this.change('delete address', `${cidr} on #${index}`, MessageType.DELADDR, 0, payload);
   }
 
   // ---- routes ----
@@ -462,17 +628,20 @@ export class NetlinkHandle {
     return parts.join(' ');
   }
 
+  private routePayload(data: rt.Route, attrs: rt.RouteAttrs): Buffer {
+    return encode((out) => formatRouteMessage({ kind: 'route', data, attrs }, out));
+  }
+
   async addRoute(r: RouteSpec): Promise<void> {
     const [data, attrs] = this.routeMessage(r);
-    await this.run('add route', this.describeRoute(r), () => this.sock.newRoute(data, attrs, { flags: CREATE_EXCL }));
+    await this.change('add route', this.describeRoute(r), MessageType.NEWROUTE, CREATE_EXCL, this.routePayload(data, attrs));
   }
 
   /** Adds or replaces a route (ip route replace). */
   async replaceRoute(r: RouteSpec): Promise<void> {
     const [data, attrs] = this.routeMessage(r);
-    await this.run('replace route', this.describeRoute(r), () =>
-      this.sock.newRoute(data, attrs, { flags: FlagsNew.CREATE | FlagsNew.REPLACE }),
-    );
+    const flags = FlagsNew.CREATE | FlagsNew.REPLACE;
+    await this.change('replace route', this.describeRoute(r), MessageType.NEWROUTE, flags, this.routePayload(data, attrs));
   }
 
   async delRoute(r: RouteSpec): Promise<void> {
@@ -480,7 +649,7 @@ export class NetlinkHandle {
     // The kernel matches a delete on the fields given; scope NOWHERE matches any scope.
     data.scope = 255;
     delete data.protocol;
-    await this.run('delete route', this.describeRoute(r), () => this.sock.delRoute(data, attrs));
+    await this.change('delete route', this.describeRoute(r), MessageType.DELROUTE, 0, this.routePayload(data, attrs));
   }
 
   /** Routes in `table` (all tables when undefined) of one family, or both. */
@@ -541,12 +710,14 @@ export class NetlinkHandle {
 
   async addRule(r: RuleSpec): Promise<void> {
     const [data, attrs] = this.ruleMessage(r);
-    await this.run('add rule', this.describeRule(r), () => this.sock.newRule(data, attrs, { flags: CREATE_EXCL }));
+    const payload = encode((out) => formatRuleMessage({ kind: 'rule', data, attrs }, out));
+    await this.change('add rule', this.describeRule(r), MessageType.NEWRULE, CREATE_EXCL, payload);
   }
 
   async delRule(r: RuleSpec): Promise<void> {
     const [data, attrs] = this.ruleMessage(r);
-    await this.run('delete rule', this.describeRule(r), () => this.sock.delRule(data, attrs));
+    const payload = encode((out) => formatRuleMessage({ kind: 'rule', data, attrs }, out));
+    await this.change('delete rule', this.describeRule(r), MessageType.DELRULE, 0, payload);
   }
 
   async listRules(family: number): Promise<RuleInfo[]> {
