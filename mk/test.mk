@@ -39,14 +39,22 @@ $(CNITOOL): $(CNITOOL_SRC) | test-install-deps
 
 test-deps: test-install-deps $(CNITOOL)
 
+# Each run also writes a JSON report, so `make test` can close with one plain
+# "N passed, N failed" line that CI reads as the test count.
+REPORTS := build/test-reports
+VITEST_REPORT = --reporter=default --reporter=json --outputFile.json=$(REPORTS)/$(1).json
+
 test-unit: deps
-	$(VITEST) run --project unit
+	@mkdir -p $(REPORTS)
+	$(VITEST) run --project unit $(call VITEST_REPORT,unit)
 
 # Files run one at a time (see vitest.config.ts): they create network
 # namespaces and veths as root, and the product keeps node-wide state.
 test-integration: deps test-deps binary
-	MULTINIC_BIN=$(abspath $(MULTINIC_BIN)) $(VITEST) run --project integration
+	@mkdir -p $(REPORTS)
+	MULTINIC_BIN=$(abspath $(MULTINIC_BIN)) $(VITEST) run --project integration $(call VITEST_REPORT,integration)
 
 test: test-unit test-integration
+	@$(NODE) scripts/test-summary.mjs $(REPORTS)/unit.json $(REPORTS)/integration.json
 
 .PHONY: test test-unit test-integration test-deps test-install-deps
