@@ -10,6 +10,7 @@ const BUILTINS: Record<string, Loader> = {
   multinic: () => import('./multinic.js'),
   macvlan: () => import('../../plugins/main/macvlan/macvlan.js'),
   static: () => import('../../plugins/ipam/static/static.js'),
+  whereabouts: () => import('../../plugins/ipam/whereabouts/whereabouts.js'),
 };
 
 export function isBuiltin(type: string): boolean {

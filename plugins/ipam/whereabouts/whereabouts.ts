@@ -1,0 +1,81 @@
+/**
+ * whereabouts-compatible IPAM (type `whereabouts`): the lowest free address of each range,
+ * from IPPool documents in a node-local file store (src/ipam). NADs written for whereabouts
+ * work unchanged; see config.ts for the keys.
+ */
+import { CniError, ErrorCode } from '../../../src/cni/errors.js';
+import type { CniEnv } from '../../../src/cni/env.js';
+import type { Attachment, Plugin, PluginContext } from '../../../src/cni/plugin.js';
+import type { IpConfig, NetConf, Result } from '../../../src/cni/types.js';
+import { FileStore } from '../../../src/ipam/file-store.js';
+import { parseIp } from '../../../src/ipam/ip.js';
+import { type IpamRequest, allocateAddresses, collectGarbage, findAddresses, releaseAddresses } from '../../../src/ipam/ipam.js';
+import type { IpamStore } from '../../../src/ipam/store.js';
+import { type WhereaboutsConf, loadWhereaboutsConf } from './config.js';
+
+function loadConf(raw: NetConf, env: CniEnv): WhereaboutsConf {
+  return loadWhereaboutsConf(raw, env);
+}
+
+function storeOf(conf: WhereaboutsConf): IpamStore {
+  return new FileStore(conf.dataDir);
+}
+
+function requestOf(conf: WhereaboutsConf): IpamRequest {
+  return { networkName: conf.networkName, ranges: conf.ranges, overlapping: conf.overlapping };
+}
+
+function logWarnings(conf: WhereaboutsConf, ctx: PluginContext): void {
+  for (const w of conf.warnings) ctx.log.warn(`whereabouts: ${w}`);
+  if (conf.flatFile) ctx.log.debug(`whereabouts: unset keys filled from ${conf.flatFile}`);
+}
+
+async function add(conf: WhereaboutsConf, ctx: PluginContext): Promise<Result> {
+  logWarnings(conf, ctx);
+  const leases = await allocateAddresses(storeOf(conf), requestOf(conf), conf.owner);
+  const gwFamily = conf.gateway ? parseIp(conf.gateway)?.family : undefined;
+  const ips: IpConfig[] = leases.map((l) => {
+    const ip: IpConfig = { address: l.address };
+    // The gateway goes with every allocated address of its own family (whereabouts attaches
+    // it to all, which gives a v6 address a v4 gateway in a dual-stack config).
+    if (conf.gateway && gwFamily === l.range.family) ip.gateway = conf.gateway;
+    return ip;
+  });
+  for (const a of conf.addresses) ips.push(a.gateway ? { address: a.address, gateway: a.gateway } : { address: a.address });
+  ctx.log.info(`whereabouts: ${conf.owner.podRef || conf.owner.containerId}/${conf.owner.ifName} got ${leases.map((l) => l.address).join(', ')}`);
+  const result: Result = { cniVersion: conf.cniVersion, ips };
+  if (conf.routes.length) result.routes = conf.routes;
+  if (conf.dns && Object.keys(conf.dns).length) result.dns = conf.dns;
+  return result;
+}
+
+async function del(conf: WhereaboutsConf, ctx: PluginContext): Promise<void> {
+  const released = await releaseAddresses(storeOf(conf), requestOf(conf), ctx.env.containerId, ctx.env.ifName);
+  if (released.length) ctx.log.info(`whereabouts: released ${released.map((l) => l.address).join(', ')}`);
+}
+
+/** Every range holds an allocation for this container and ifname; prevResult, if given, lists them. */
+async function check(conf: WhereaboutsConf, ctx: PluginContext): Promise<void> {
+  const owner = { ...conf.owner, podRef: '' };
+  const found = await findAddresses(storeOf(conf), requestOf(conf), owner);
+  const listed = new Set((ctx.prevResult?.ips ?? []).map((ip) => ip.address));
+  found.forEach((l, i) => {
+    const range = conf.ranges[i]!;
+    if (!l) throw new CniError(ErrorCode.Internal, `whereabouts: no address of range ${range.cidr} is allocated to ${ctx.env.containerId}/${ctx.env.ifName}`);
+    if (ctx.prevResult && !listed.has(l.address)) {
+      throw new CniError(ErrorCode.Internal, `whereabouts: ${l.address} is allocated to ${ctx.env.containerId}/${ctx.env.ifName} but not in prevResult`);
+    }
+  });
+}
+
+async function gc(conf: WhereaboutsConf, ctx: PluginContext, valid: Attachment[]): Promise<void> {
+  if (!conf.hasValidAttachments) {
+    ctx.log.warn('whereabouts: GC without cni.dev/valid-attachments; nothing released');
+    return;
+  }
+  const released = await collectGarbage(storeOf(conf), requestOf(conf), valid);
+  if (released.length) ctx.log.info(`whereabouts: GC released ${released.map((l) => l.address).join(', ')}`);
+}
+
+const plugin: Plugin<WhereaboutsConf> = { loadConf, add, del, check, gc };
+export default plugin;

@@ -1,0 +1,261 @@
+/**
+ * The node-local store: one JSON file per IPPool and per OverlappingRangeIPReservation under
+ * data_dir, read-modified-written under one proper-lockfile lock for the whole directory.
+ *
+ *   <data_dir>/ippools/<pool name>.json
+ *   <data_dir>/overlappingrangeipreservations/<reservation name>.json
+ *   <data_dir>/pools.lock/            the lock (a directory, proper-lockfile's)
+ *
+ * One lock for all pools, as whereabouts serialises all allocations behind one leader lease:
+ * overlapping-range checks span the pools of a network, and `multinic pool release` must lock
+ * a pool knowing only its name. An ADD holds it for milliseconds.
+ *
+ * Writes are atomic: a temp file in the same directory, fsync, rename, fsync of the directory.
+ * A file that does not parse is an error naming it (code 5), never reset. Files are 0600 and
+ * directories 0700, and every path is checked to stay inside data_dir.
+ */
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { join, resolve, sep } from 'node:path';
+import lockfile from 'proper-lockfile';
+import { CniError, ErrorCode } from '../cni/errors.js';
+import {
+  type IPPool,
+  type OverlappingRangeIPReservation,
+  isSafeName,
+  normalizePool,
+  poolShapeError,
+  reservationShapeError,
+} from './documents.js';
+import type { IpamStore, StoreTransaction } from './store.js';
+
+export const DEFAULT_DATA_DIR = '/var/lib/cni/whereabouts';
+const POOLS_DIR = 'ippools';
+const RESERVATIONS_DIR = 'overlappingrangeipreservations';
+
+export interface FileStoreOptions {
+  /**
+   * A lock whose holder has not touched it for this long is taken over (a holder killed with
+   * SIGKILL leaves its lock behind). proper-lockfile's floor is 2000 ms; a live holder
+   * refreshes it every `lockUpdateMs`, so only a holder stalled for longer loses it.
+   */
+  lockStaleMs?: number;
+  lockUpdateMs?: number;
+  /** How long to wait for the lock before failing with code 11 (try again later). */
+  lockTimeoutMs?: number;
+}
+
+const DEFAULTS: Required<FileStoreOptions> = { lockStaleMs: 3000, lockUpdateMs: 1000, lockTimeoutMs: 60_000 };
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function ioError(msg: string): CniError {
+  return new CniError(ErrorCode.IoFailure, msg);
+}
+
+function errno(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Writes a file so that a crash leaves the old content or the new, never a torn one. */
+function writeAtomic(path: string, data: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeSync(fd, data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}
+
+export class FileStore implements IpamStore {
+  readonly dataDir: string;
+  readonly location: string;
+  private readonly opts: Required<FileStoreOptions>;
+
+  constructor(dataDir: string = DEFAULT_DATA_DIR, opts: FileStoreOptions = {}) {
+    this.dataDir = resolve(dataDir);
+    this.location = `file:${this.dataDir}`;
+    this.opts = { ...DEFAULTS, ...opts };
+  }
+
+  /** The path of a document, refusing any name that could leave its directory. */
+  private pathOf(kind: typeof POOLS_DIR | typeof RESERVATIONS_DIR, name: string): string {
+    if (!isSafeName(name)) throw new CniError(ErrorCode.InvalidNetworkConfig, `invalid ${kind} name ${JSON.stringify(name)}: not a safe object name`);
+    const dir = join(this.dataDir, kind);
+    const path = resolve(dir, `${name}.json`);
+    if (!path.startsWith(dir + sep)) throw new CniError(ErrorCode.InvalidNetworkConfig, `invalid ${kind} name ${JSON.stringify(name)}: leaves ${dir}`);
+    return path;
+  }
+
+  private ensureDirs(): void {
+    try {
+      for (const d of [this.dataDir, join(this.dataDir, POOLS_DIR), join(this.dataDir, RESERVATIONS_DIR)]) {
+        mkdirSync(d, { recursive: true, mode: 0o700 });
+      }
+    } catch (err) {
+      throw ioError(`cannot create the IPAM data directory ${this.dataDir}: ${(err as Error).message}`);
+    }
+  }
+
+  private readDoc(path: string): unknown {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return undefined;
+      throw ioError(`cannot read ${path}: ${(err as Error).message}`);
+    }
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (err) {
+      throw ioError(`${path} does not parse (${(err as Error).message}); it is left as it is: repair or remove it`);
+    }
+  }
+
+  readPool(name: string): IPPool | undefined {
+    const path = this.pathOf(POOLS_DIR, name);
+    const doc = this.readDoc(path);
+    if (doc === undefined) return undefined;
+    const why = poolShapeError(doc);
+    if (why) throw ioError(`${path} is not an IPPool (${why}); it is left as it is: repair or remove it`);
+    return normalizePool(doc as Record<string, unknown>);
+  }
+
+  readReservation(name: string): OverlappingRangeIPReservation | undefined {
+    const path = this.pathOf(RESERVATIONS_DIR, name);
+    const doc = this.readDoc(path);
+    if (doc === undefined) return undefined;
+    const why = reservationShapeError(doc);
+    if (why) throw ioError(`${path} is not an OverlappingRangeIPReservation (${why}); it is left as it is: repair or remove it`);
+    return doc as OverlappingRangeIPReservation;
+  }
+
+  private async acquire(): Promise<{ release: () => Promise<void>; compromised: () => Error | undefined }> {
+    this.ensureDirs();
+    let compromised: Error | undefined;
+    const deadline = Date.now() + this.opts.lockTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const release = await lockfile.lock(this.dataDir, {
+          lockfilePath: join(this.dataDir, 'pools.lock'),
+          realpath: false,
+          stale: this.opts.lockStaleMs,
+          update: this.opts.lockUpdateMs,
+          retries: 0,
+          onCompromised: (err) => {
+            compromised = err;
+          },
+        });
+        return { release, compromised: () => compromised };
+      } catch (err) {
+        if (errno(err) !== 'ELOCKED') throw ioError(`cannot lock ${this.dataDir}: ${(err as Error).message}`);
+        if (Date.now() >= deadline) {
+          throw new CniError(ErrorCode.TryAgainLater, `timed out after ${this.opts.lockTimeoutMs} ms waiting for the IPAM lock in ${this.dataDir}`);
+        }
+        // Short randomised waits: a holder keeps the lock for milliseconds.
+        await sleep(2 + Math.random() * Math.min(40, 5 + attempt * 2));
+      }
+    }
+  }
+
+  async transaction<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T> {
+    const lock = await this.acquire();
+    try {
+      const pools = new Map<string, IPPool>();
+      const reservations = new Map<string, OverlappingRangeIPReservation | null>();
+      const tx: StoreTransaction = {
+        getPool: async (name) => pools.get(name) ?? this.readPool(name),
+        putPool: (pool) => void pools.set(pool.metadata.name, pool),
+        getReservation: async (name) => {
+          const pending = reservations.get(name);
+          if (pending !== undefined) return pending ?? undefined;
+          return this.readReservation(name);
+        },
+        putReservation: (doc) => void reservations.set(doc.metadata.name, doc),
+        deleteReservation: (name) => void reservations.set(name, null),
+      };
+      const result = await fn(tx);
+      const failed = lock.compromised();
+      if (failed) throw ioError(`lost the IPAM lock on ${this.dataDir} before writing (${failed.message}); nothing was written`);
+      this.commit(pools, reservations);
+      return result;
+    } finally {
+      await lock.release().catch(() => {});
+    }
+  }
+
+  /** Writes in the order store.ts requires: new reservations, pools, deleted reservations. */
+  private commit(pools: Map<string, IPPool>, reservations: Map<string, OverlappingRangeIPReservation | null>): void {
+    const resDir = join(this.dataDir, RESERVATIONS_DIR);
+    const poolDir = join(this.dataDir, POOLS_DIR);
+    try {
+      let wroteRes = false;
+      for (const [name, doc] of reservations) {
+        if (doc === null) continue;
+        writeAtomic(this.pathOf(RESERVATIONS_DIR, name), JSON.stringify(doc));
+        wroteRes = true;
+      }
+      if (wroteRes) fsyncDir(resDir);
+      for (const [name, pool] of pools) writeAtomic(this.pathOf(POOLS_DIR, name), JSON.stringify(pool));
+      if (pools.size) fsyncDir(poolDir);
+      let deleted = false;
+      for (const [name, doc] of reservations) {
+        if (doc !== null) continue;
+        try {
+          unlinkSync(this.pathOf(RESERVATIONS_DIR, name));
+          deleted = true;
+        } catch (err) {
+          if (errno(err) !== 'ENOENT') throw err;
+        }
+      }
+      if (deleted) fsyncDir(resDir);
+    } catch (err) {
+      if (err instanceof CniError) throw err;
+      throw ioError(`cannot write the IPAM store ${this.dataDir}: ${(err as Error).message}`);
+    }
+  }
+
+  private names(kind: typeof POOLS_DIR | typeof RESERVATIONS_DIR): string[] {
+    let files: string[];
+    try {
+      files = readdirSync(join(this.dataDir, kind));
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return [];
+      throw ioError(`cannot list ${join(this.dataDir, kind)}: ${(err as Error).message}`);
+    }
+    return files
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => f.slice(0, -'.json'.length))
+      .filter(isSafeName)
+      .sort();
+  }
+
+  async listPools(): Promise<IPPool[]> {
+    return this.names(POOLS_DIR).flatMap((n) => this.readPool(n) ?? []);
+  }
+
+  async listReservations(): Promise<OverlappingRangeIPReservation[]> {
+    return this.names(RESERVATIONS_DIR).flatMap((n) => this.readReservation(n) ?? []);
+  }
+}
