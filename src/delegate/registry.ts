@@ -9,6 +9,7 @@ type Loader = () => Promise<{ default: Plugin<any> }>;
 const BUILTINS: Record<string, Loader> = {
   multinic: () => import('./multinic.js'),
   macvlan: () => import('../../plugins/main/macvlan/macvlan.js'),
+  ipvlan: () => import('../../plugins/main/ipvlan/ipvlan.js'),
   static: () => import('../../plugins/ipam/static/static.js'),
   whereabouts: () => import('../../plugins/ipam/whereabouts/whereabouts.js'),
 };
