@@ -63,9 +63,10 @@ function loadConf(raw: NetConf, env: CniEnv): StaticConf {
     }
   }
   const argsCni = isRecord(raw.args) && isRecord(raw.args.cni) ? raw.args.cni : {};
-  if (argsCni.ips !== undefined) addresses = parseIpList(argsCni.ips, 'args.cni.ips');
+  // As the reference: a non-empty list replaces the configured addresses, an empty one does not.
+  if (argsCni.ips !== undefined && !(Array.isArray(argsCni.ips) && argsCni.ips.length === 0)) addresses = parseIpList(argsCni.ips, 'args.cni.ips');
   const rc = isRecord(raw.runtimeConfig) ? raw.runtimeConfig : {};
-  if (rc.ips !== undefined && Array.isArray(rc.ips) && rc.ips.length > 0) addresses = parseIpList(rc.ips, 'runtimeConfig.ips');
+  if (rc.ips !== undefined && !(Array.isArray(rc.ips) && rc.ips.length === 0)) addresses = parseIpList(rc.ips, 'runtimeConfig.ips');
 
   const routes = parseRoutes(ipam.routes, 'ipam.routes');
   if (argsCni.routes !== undefined) routes.push(...parseRoutes(argsCni.routes, 'args.cni.routes'));
