@@ -12,6 +12,7 @@ const BUILTINS: Record<string, Loader> = {
   ipvlan: () => import('../../plugins/main/ipvlan/ipvlan.js'),
   static: () => import('../../plugins/ipam/static/static.js'),
   whereabouts: () => import('../../plugins/ipam/whereabouts/whereabouts.js'),
+  sbr: () => import('../../plugins/meta/sbr/sbr.js'),
 };
 
 export function isBuiltin(type: string): boolean {
