@@ -9,7 +9,9 @@ import {
   AF_INET,
   AF_INET6,
   type LinkInfo,
+  NetlinkError,
   NetlinkHandle,
+  RT_TABLE_MAIN,
   type RouteSpec,
   canonicalCidr,
   canonicalIp,
@@ -61,10 +63,64 @@ export async function configureInterface(
     // Runtimes may create the netns with IPv6 disabled; the reference plugins enable it too.
     setSysctls(netnsFd, { [`net.ipv6.conf.${link.name}.disable_ipv6`]: '0' });
   }
+  const specs = routeSpecs(ips, routes, link.index);
+  // Before any change: a bad route list fails the ADD with nothing to undo.
+  checkRouteList(specs, link.name);
   await nl.setLinkUp(link.index);
   // Addresses before routes: a route's gateway must be reachable through an address.
   await nl.batch(ips.map((ip) => () => nl.addAddress(link.index, ip.address)));
-  await nl.batch(routeSpecs(ips, routes, link.index).map((r) => () => nl.addRoute(r)));
+  const settled = await nl.batchSettled(specs.map((r) => () => nl.addRoute(r)));
+  const i = settled.findIndex((o) => o.status === 'rejected');
+  if (i >= 0) {
+    const err = (settled[i] as PromiseRejectedResult).reason as unknown;
+    if (err instanceof NetlinkError && err.isExists) {
+      throw new CniError(
+        ErrorCode.Internal,
+        `route ${describeRoute(specs[i]!, link.name)} (routes[${i}]) conflicts with a route already in table ${tableName(specs[i]!.table)} of the pod (EEXIST)`,
+      );
+    }
+    throw err;
+  }
+}
+
+function tableName(table: number | undefined): string {
+  return table === undefined || table === RT_TABLE_MAIN ? 'main' : String(table);
+}
+
+/** A route as `ip route` prints it, with the interface by name. */
+export function describeRoute(r: RouteSpec, dev: string): string {
+  const parts = [r.dst];
+  if (r.gw) parts.push(`via ${r.gw}`);
+  parts.push(`dev ${dev}`);
+  if (r.table !== undefined && r.table !== RT_TABLE_MAIN) parts.push(`table ${r.table}`);
+  if (r.metric !== undefined) parts.push(`metric ${r.metric}`);
+  return parts.join(' ');
+}
+
+/**
+ * Two routes of one result for the same destination, table and metric cannot both be
+ * installed: the kernel keeps one route per key. The error names both, and says whether they
+ * are the same route twice or two different ones.
+ */
+export function checkRouteList(specs: readonly RouteSpec[], dev: string): void {
+  const seen = new Map<string, number>();
+  specs.forEach((r, i) => {
+    const key = `${canonicalCidr(r.dst)} ${r.table ?? RT_TABLE_MAIN} ${r.metric ?? ''}`;
+    const first = seen.get(key);
+    if (first === undefined) {
+      seen.set(key, i);
+      return;
+    }
+    const a = specs[first]!;
+    const sameGw = (a.gw === undefined) === (r.gw === undefined) && (a.gw === undefined || canonicalIp(a.gw) === canonicalIp(r.gw!));
+    const same = sameGw && a.scope === r.scope && a.mtu === r.mtu && a.advmss === r.advmss;
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      same
+        ? `invalid routes: duplicate route ${describeRoute(r, dev)} (routes[${first}] and routes[${i}])`
+        : `invalid routes: conflicting routes[${first}] ${describeRoute(a, dev)} and routes[${i}] ${describeRoute(r, dev)}: same destination, table and metric`,
+    );
+  });
 }
 
 /** CHECK: the addresses and routes a result promised are on the link. Names what is missing. */
@@ -80,11 +136,12 @@ export async function checkInterfaceConfig(nl: NetlinkHandle, link: LinkInfo, ip
   const kernel = (await Promise.all([...families].map((f) => nl.listRoutes({ family: f })))).flat();
   for (const want of routeSpecs(ips, routes, link.index)) {
     const dst = canonicalCidr(want.dst);
-    const table = want.table ?? 254;
+    // A route the result gives no table may have been moved since ADD (sbr moves the link's
+    // routes into a per-IP table): any table will do then.
     const found = kernel.some(
       (r) =>
         canonicalCidr(r.dst) === dst &&
-        r.table === table &&
+        (want.table === undefined || r.table === want.table) &&
         r.oif === link.index &&
         (want.gw === undefined || (r.gw !== undefined && canonicalIp(r.gw) === canonicalIp(want.gw))),
     );
