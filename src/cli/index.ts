@@ -5,6 +5,8 @@
 import yargs from 'yargs';
 import { SUPPORTED_VERSIONS } from '../cni/version.js';
 import { builtinTypes } from '../delegate/registry.js';
+import { installCommand, uninstallCommand } from './install.js';
+import { validateCommand } from './validate.js';
 
 export const VERSION = '0.1.0';
 
@@ -22,6 +24,9 @@ export async function runCli(argv: string[]): Promise<void> {
         );
       },
     )
+    .command(installCommand)
+    .command(uninstallCommand)
+    .command(validateCommand)
     .demandCommand(1, 'name a command (see --help)')
     .strict()
     .help()
