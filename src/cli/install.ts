@@ -647,7 +647,11 @@ export async function installAndWatch(o: InstallOptions, pollMs = 5000, signal?:
   }
   const timer = setInterval(reconcile, pollMs);
   await new Promise<void>((resolve) => {
-    const stop = () => resolve();
+    const stop = () => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      resolve();
+    };
     if (signal) signal.addEventListener('abort', stop, { once: true });
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
