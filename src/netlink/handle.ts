@@ -10,9 +10,9 @@ import { getSystemErrorName } from 'node:util';
 import { createRtNetlink, type RtNetlinkSocket } from 'netlink/dist/rt/rt.js';
 import type * as rt from 'netlink/dist/rt/gen_structs.js';
 import { MessageType, RouteProtocol, RouteScope, RouteType, RuleAction } from 'netlink/dist/rt/gen_structs.js';
-import { formatAddressMessage, formatRouteMessage, formatRuleMessage, type LinkMessage } from 'netlink/dist/rt/structs.js';
+import { formatAddressMessage, formatRuleMessage, type LinkMessage } from 'netlink/dist/rt/structs.js';
 import * as ifla from 'netlink/dist/rt/ifla.js';
-import { AttrStream, formatMessage, type NetlinkMessage, type StreamData } from 'netlink/dist/structs.js';
+import { AttrStream, type NetlinkMessage, type StreamData } from 'netlink/dist/structs.js';
 import { Flags, FlagsNew, MessageType as NlMessageType } from 'netlink/dist/constants.js';
 import { NetlinkError, toNetlinkError } from './errors.js';
 import { AF_INET, AF_INET6, bufferToIp, bufferToMac, ipToBuffer, macToBuffer, parseCidr } from './ip.js';
@@ -276,6 +276,83 @@ function rejection(errno: number): Error {
   return new Error(`Request rejected: ${code}`);
 }
 
+const RTA_DST = 1;
+const RTA_OIF = 4;
+const RTA_GATEWAY = 5;
+const RTA_PRIORITY = 6;
+const RTA_PREFSRC = 7;
+const RTA_METRICS = 8;
+const RTA_TABLE = 15;
+const RTAX_MTU = 2;
+const RTAX_ADVMSS = 8;
+const RT_SCOPE_NOWHERE = 255;
+
+/** An address into `buf` at `off`; IPv4 without the general parser (routes come by the thousand). */
+function writeIp(buf: Buffer, off: number, ip: string, family: number): void {
+  if (family === AF_INET) {
+    let part = 0;
+    let n = 0;
+    for (let i = 0; i < ip.length; i++) {
+      const c = ip.charCodeAt(i);
+      if (c === 46) {
+        buf[off + part++] = n;
+        n = 0;
+      } else n = n * 10 + (c - 48);
+    }
+    buf[off + part] = n;
+    return;
+  }
+  ipToBuffer(ip).copy(buf, off);
+}
+
+/**
+ * rtmsg and attributes of a route, written straight into one buffer: the generic attribute
+ * streams of the netlink package cost more than the kernel's work once there are thousands.
+ * A delete leaves the protocol unset and matches any scope, so it finds a route by its key.
+ */
+function encodeRoute(r: RouteSpec, forDelete: boolean): Buffer {
+  const dst = parseCidr(r.dst);
+  const alen = dst.family === AF_INET ? 4 : 16;
+  const table = r.table ?? RT_TABLE_MAIN;
+  const hasMetrics = Boolean(r.mtu || r.advmss);
+  let size = 12;
+  if (dst.prefix > 0) size += 4 + alen;
+  if (table >= 256) size += 8;
+  if (r.gw) size += 4 + alen;
+  if (r.oif !== undefined) size += 8;
+  if (r.metric !== undefined) size += 8;
+  if (r.src) size += 4 + alen;
+  if (hasMetrics) size += 4 + (r.mtu ? 8 : 0) + (r.advmss ? 8 : 0);
+  const buf = Buffer.alloc(size);
+  buf[0] = dst.family;
+  buf[1] = dst.prefix;
+  buf[4] = table < 256 ? table : 0;
+  buf[5] = forDelete ? 0 : (r.protocol ?? RTPROT_BOOT);
+  buf[6] = forDelete ? RT_SCOPE_NOWHERE : (r.scope ?? (r.gw ? 0 : 253));
+  buf[7] = r.type ?? RTM_NEWLINK_TYPE_ROUTE_UNICAST;
+  let off = 12;
+  const attr = (type: number, len: number): number => {
+    buf.writeUInt16LE(4 + len, off);
+    buf.writeUInt16LE(type, off + 2);
+    const at = off + 4;
+    off += 4 + len;
+    return at;
+  };
+  if (dst.prefix > 0) writeIp(buf, attr(RTA_DST, alen), dst.ip, dst.family);
+  if (table >= 256) buf.writeUInt32LE(table, attr(RTA_TABLE, 4));
+  if (r.gw) writeIp(buf, attr(RTA_GATEWAY, alen), r.gw, dst.family);
+  if (r.oif !== undefined) buf.writeUInt32LE(r.oif, attr(RTA_OIF, 4));
+  if (r.metric !== undefined) buf.writeUInt32LE(r.metric >>> 0, attr(RTA_PRIORITY, 4));
+  if (r.src) writeIp(buf, attr(RTA_PREFSRC, alen), r.src, dst.family);
+  if (hasMetrics) {
+    attr(RTA_METRICS, (r.mtu ? 8 : 0) + (r.advmss ? 8 : 0));
+    off -= (r.mtu ? 8 : 0) + (r.advmss ? 8 : 0);
+    if (r.mtu) buf.writeUInt32LE(r.mtu, attr(RTAX_MTU, 4));
+    if (r.advmss) buf.writeUInt32LE(r.advmss, attr(RTAX_ADVMSS, 4));
+  }
+  return buf;
+}
+
 export class NetlinkHandle {
   /** changes collected while a `batch` is being built */
   private collecting: PendingChange[] | undefined;
@@ -392,14 +469,23 @@ export class NetlinkHandle {
     }
     const port = nl.address().port;
     const seqs: number[] = [];
-    const parts: Uint8Array[] = [];
+    let size = 0;
+    for (const c of changes) size += 16 + ((c.payload.length + 3) & ~3);
+    // nlmsghdr + payload for each change, aligned to 4 bytes, written into one buffer.
+    const buffer = Buffer.alloc(size);
+    let off = 0;
     changes.forEach((c, i) => {
       const seq = nl.generateSeq();
       seqs.push(seq);
       const flags = c.flags | Flags.REQUEST | (i === changes.length - 1 ? Flags.ACK : 0);
-      parts.push(...formatMessage({ type: c.type, flags, seq, port, data: [c.payload] }));
+      buffer.writeUInt32LE(16 + c.payload.length, off);
+      buffer.writeUInt16LE(c.type, off + 4);
+      buffer.writeUInt16LE(flags, off + 6);
+      buffer.writeUInt32LE(seq, off + 8);
+      buffer.writeUInt32LE(port >>> 0, off + 12);
+      c.payload.copy(buffer, off + 16);
+      off += 16 + ((c.payload.length + 3) & ~3);
     });
-    const buffer = Buffer.concat(parts);
     const settled = new Set<number>();
     await new Promise<void>((done) => {
       let finished = false;
@@ -592,33 +678,6 @@ export class NetlinkHandle {
 
   // ---- routes ----
 
-  private routeMessage(r: RouteSpec): [rt.Route, rt.RouteAttrs] {
-    const dst = parseCidr(r.dst);
-    const table = r.table ?? RT_TABLE_MAIN;
-    const data: rt.Route = {
-      family: dst.family,
-      dstLen: dst.prefix,
-      table: table < 256 ? table : 0,
-      protocol: r.protocol ?? RTPROT_BOOT,
-      scope: r.scope ?? (r.gw ? 0 : 253),
-      type: r.type ?? RTM_NEWLINK_TYPE_ROUTE_UNICAST,
-    };
-    const attrs: rt.RouteAttrs = {};
-    if (dst.prefix > 0) attrs.dst = ipToBuffer(dst.ip);
-    if (table >= 256) attrs.table = table;
-    if (r.gw) attrs.gateway = ipToBuffer(r.gw);
-    if (r.oif !== undefined) attrs.oif = r.oif;
-    if (r.metric !== undefined) attrs.priority = r.metric;
-    if (r.src) attrs.prefsrc = ipToBuffer(r.src);
-    if (r.mtu || r.advmss) {
-      const metrics: rt.RouteMetrics = {};
-      if (r.mtu) metrics.mtu = u32(r.mtu);
-      if (r.advmss) metrics.advmss = u32(r.advmss);
-      attrs.metrics = metrics;
-    }
-    return [data, attrs];
-  }
-
   private describeRoute(r: RouteSpec): string {
     const parts = [r.dst];
     if (r.gw) parts.push(`via ${r.gw}`);
@@ -628,28 +687,18 @@ export class NetlinkHandle {
     return parts.join(' ');
   }
 
-  private routePayload(data: rt.Route, attrs: rt.RouteAttrs): Buffer {
-    return encode((out) => formatRouteMessage({ kind: 'route', data, attrs }, out));
-  }
-
   async addRoute(r: RouteSpec): Promise<void> {
-    const [data, attrs] = this.routeMessage(r);
-    await this.change('add route', this.describeRoute(r), MessageType.NEWROUTE, CREATE_EXCL, this.routePayload(data, attrs));
+    await this.change('add route', this.describeRoute(r), MessageType.NEWROUTE, CREATE_EXCL, encodeRoute(r, false));
   }
 
   /** Adds or replaces a route (ip route replace). */
   async replaceRoute(r: RouteSpec): Promise<void> {
-    const [data, attrs] = this.routeMessage(r);
     const flags = FlagsNew.CREATE | FlagsNew.REPLACE;
-    await this.change('replace route', this.describeRoute(r), MessageType.NEWROUTE, flags, this.routePayload(data, attrs));
+    await this.change('replace route', this.describeRoute(r), MessageType.NEWROUTE, flags, encodeRoute(r, false));
   }
 
   async delRoute(r: RouteSpec): Promise<void> {
-    const [data, attrs] = this.routeMessage(r);
-    // The kernel matches a delete on the fields given; scope NOWHERE matches any scope.
-    data.scope = 255;
-    delete data.protocol;
-    await this.change('delete route', this.describeRoute(r), MessageType.DELROUTE, 0, this.routePayload(data, attrs));
+    await this.change('delete route', this.describeRoute(r), MessageType.DELROUTE, 0, encodeRoute(r, true));
   }
 
   /** Routes in `table` (all tables when undefined) of one family, or both. */
