@@ -142,9 +142,22 @@ export function mainRoutesOf(routes: readonly RouteInfo[], linkIndex: number): R
 
 /** Whether a main-table route belongs with `ip`: its source or gateway is in the IP's subnet, or it has neither. */
 export function routeBelongsTo(r: RouteInfo, ip: IpConfig): boolean {
-  if (r.src === undefined && r.gw === undefined) return true;
+  return subnetMatcher(ip)(r);
+}
+
+/** routeBelongsTo for one IP, its subnet parsed once: it runs for every route of the link. */
+function subnetMatcher(ip: IpConfig): (r: RouteInfo) => boolean {
   const subnet = parseCidr(ip.address);
-  return (r.src !== undefined && cidrContains(subnet, r.src)) || (r.gw !== undefined && cidrContains(subnet, r.gw));
+  const cache = new Map<string, boolean>();
+  const inSubnet = (addr: string): boolean => {
+    let hit = cache.get(addr);
+    if (hit === undefined) {
+      hit = cidrContains(subnet, addr);
+      cache.set(addr, hit);
+    }
+    return hit;
+  };
+  return (r) => (r.src === undefined && r.gw === undefined) || (r.src !== undefined && inSubnet(r.src)) || (r.gw !== undefined && inSubnet(r.gw));
 }
 
 function defaultDst(family: number): string {
@@ -179,8 +192,9 @@ export function planAdd(input: AddInput): AddPlan {
       const route: RouteSpec = { dst: defaultDst(family), gw, oif: input.linkIndex, table };
       changes.push({ change: { op: 'addRoute', route }, undo: { op: 'delRoute', route } });
     }
+    const belongs = subnetMatcher(ip);
     for (const r of main) {
-      if (!routeBelongsTo(r, ip)) continue;
+      if (!belongs(r)) continue;
       // Replace: an IPAM default route lands on the default route added just above.
       const route = specOf(r, table);
       changes.push({ change: { op: 'replaceRoute', route }, undo: { op: 'delRoute', route } });
