@@ -82,8 +82,9 @@ export class KubeClient {
   }
 
   async request(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<Response> {
-    // Loaded on first use: no TLS code is evaluated by a pod without a kubeconfig.
-    this.https ??= await import('node:https');
+    // Loaded on first use: no TLS code is evaluated by a pod without a kubeconfig. Not import():
+    // in the single executable (a CommonJS startup snapshot) there is no ESM loader for it.
+    this.https ??= process.getBuiltinModule('node:https');
     const https = this.https;
     this.agent ??= new https.Agent({
       keepAlive: true,
