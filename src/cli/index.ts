@@ -6,6 +6,7 @@ import yargs from 'yargs';
 import { SUPPORTED_VERSIONS } from '../cni/version.js';
 import { builtinTypes } from '../delegate/registry.js';
 import { installCommand, uninstallCommand } from './install.js';
+import { poolCommand } from './pool.js';
 import { validateCommand } from './validate.js';
 
 export const VERSION = '0.1.0';
@@ -27,6 +28,7 @@ export async function runCli(argv: string[]): Promise<void> {
     .command(installCommand)
     .command(uninstallCommand)
     .command(validateCommand)
+    .command(poolCommand)
     .demandCommand(1, 'name a command (see --help)')
     .strict()
     .help()
