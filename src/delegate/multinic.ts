@@ -268,7 +268,7 @@ async function connect(conf: MultinicConf): Promise<KubeClient> {
   return new KubeClient(loadClientConfig(conf.kubeconfig!), conf.apiTimeoutMs);
 }
 
-interface Plan {
+export interface Plan {
   attachments: CachedAttachment[];
   kube: Kube | undefined;
   pod: AttachmentCache['pod'];
@@ -278,14 +278,14 @@ interface Plan {
  * Every attachment of the pod, fully resolved. `usePod`: read the pod and its networks from the
  * API server (ADD, and DEL without a cache); errors from the API are code 11.
  */
-async function plan(conf: MultinicConf, ctx: PluginContext, usePod: boolean): Promise<Plan> {
+export async function plan(conf: MultinicConf, ctx: PluginContext, usePod: boolean): Promise<Plan> {
   const ref = podRef(ctx.env);
   let kube: Kube | undefined;
   if (conf.kubeconfig && ref && usePod) {
     const client = await connect(conf);
     kube = { client, pod: await client.getPod(ref.namespace, ref.name) };
   }
-  const podNamespace = ref?.namespace;
+  const podNamespace = ctx.env.args.get('K8S_POD_NAMESPACE');
   const named: Array<Omit<CachedAttachment, 'ifName'> & { ifName: string | undefined; where: string }> = [];
   if (conf.clusterNetwork !== undefined) {
     const primary = await resolveRef(conf.clusterNetwork, 'clusterNetwork', conf, kube);
