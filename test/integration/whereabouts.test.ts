@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { multinicBin, processTmpRoot, runPluginDirect, type CniRun } from '../helpers/index.js';
+import { multinicBin, processTmpRoot, run, runPluginDirect, type CniRun } from '../helpers/index.js';
 
 let seq = 0;
 function freshDir(): string {
@@ -185,5 +185,26 @@ describe('whereabouts IPAM, run as a plugin binary', () => {
     expect(full.exitCode).not.toBe(0);
     expect(full.json.msg).toContain('range 10.79.0.0/30 (start 10.79.0.1, end 10.79.0.2, excludes none)');
     expect(Object.keys(readPool(dir, 'fd00-77---64').spec.allocations)).toEqual(['1', '2']);
+  });
+  it('multinic pool export prints IPPool YAML with the same allocations, and import restores them', async () => {
+    const dir = freshDir();
+    const conf = netconf(dir, { network_name: 'green' });
+    for (const id of ['e1', 'e2', 'e3']) expect((await ipam('ADD', conf, id)).exitCode).toBe(0);
+    const cli = (...args: string[]) => run([multinicBin(), 'pool', ...args], { env: { PATH: process.env.PATH } });
+    const exp = await cli('export', '--data-dir', dir, '--namespace', 'kube-system');
+    expect(exp.exitCode, exp.stderr).toBe(0);
+    expect(exp.stdout).toContain('kind: "IPPool"');
+    expect(exp.stdout).toContain('name: "green-10.77.0.0-24"');
+    const target = freshDir();
+    const yamlFile = join(target, 'pools.yaml');
+    writeFileSync(yamlFile, exp.stdout);
+    const imp = await cli('import', yamlFile, '--data-dir', join(target, 'data'));
+    expect(imp.exitCode, imp.stderr).toBe(0);
+    expect(readPool(join(target, 'data'), 'green-10.77.0.0-24')).toEqual(readPool(dir, 'green-10.77.0.0-24'));
+    const show = await cli('show', 'green-10.77.0.0-24', '--data-dir', join(target, 'data'));
+    expect(show.stdout).toContain('10.77.0.2  default/pod-e2  e2         net1');
+    const rel = await cli('release', '10.77.0.2', '--data-dir', dir);
+    expect(rel.stdout).toContain('released green-10.77.0.0-24 10.77.0.2');
+    expect(Object.keys(readPool(dir, 'green-10.77.0.0-24').spec.allocations)).toEqual(['1', '3']);
   });
 });
