@@ -342,6 +342,34 @@ describe('clusterNetwork + pod networks from the API server', () => {
     expect((await run(conf, 'del')).exitCode).toBe(0);
   });
 
+  it('DEL keeps going past a failing attachment, reports it, and keeps the cache for the retry', async () => {
+    const api = await startApi();
+    const conf = setup(api);
+    api.addNad('default', 'storage-net', storageNad());
+    api.addPod('default', 'samplepod', { 'k8s.v1.cni.cncf.io/networks': 'storage-net,storage-net@storage' });
+    expect((await run(conf, 'add')).exitCode).toBe(0);
+    // net1's chain now names a plugin that is nowhere: its DEL must fail.
+    const file = join(paths().cniDir, cacheFiles()[0]!);
+    const cached = JSON.parse(readFileSync(file, 'utf8'));
+    const realSbr = cached.attachments[1].list.plugins[1];
+    cached.attachments[1].list.plugins[1] = { type: 'no-such-plugin' };
+    writeFileSync(file, JSON.stringify(cached));
+    const del = await run(conf, 'del');
+    expect(del.exitCode).not.toBe(0);
+    expect(del.json.msg).toContain('net1');
+    expect(del.json.msg).toContain('no-such-plugin');
+    // Everything else is gone, net1's macvlan and address too (its chain went on past sbr).
+    expect((await snapshot(fx.pod)).links.map((l) => l.ifname)).toEqual(['lo']);
+    expect(hostLocalLeases()).toEqual([]);
+    expect(allocations()).toEqual({});
+    expect(cacheFiles()).toHaveLength(1);
+    cached.attachments[1].list.plugins[1] = realSbr;
+    writeFileSync(file, JSON.stringify(cached));
+    const retry = await run(conf, 'del');
+    expect(retry.exitCode, retry.stderr).toBe(0);
+    expect(cacheFiles()).toEqual([]);
+  });
+
   it('DEL with no cache and no API server is an error naming the container', async () => {
     const api = await startApi();
     const conf = setup(api);
