@@ -4,3 +4,4 @@ export * from './handle.js';
 export * from './ip.js';
 export * from './netns.js';
 export * from './sysctl.js';
+export * from './bridge.js';
