@@ -113,7 +113,6 @@ async function del(conf: IpvlanConf, ctx: PluginContext): Promise<void> {
 
 async function check(conf: IpvlanConf, ctx: PluginContext): Promise<void> {
   const { prev, index } = prevInterface(ctx);
-  if (conf.hasIpam) await ctx.ipam.check(conf.raw);
   const { netns, ifName } = ctx.env;
   // CHECK's prevResult is this plugin's own result: it no longer names a chained master.
   const where = { name: conf.master, inPod: conf.linkInContainer };
@@ -132,6 +131,8 @@ async function check(conf: IpvlanConf, ctx: PluginContext): Promise<void> {
     if (want.mac && link.mac !== want.mac.toLowerCase()) mismatches.push(`mac is ${link.mac}, not ${want.mac}`);
     mismatches.push(...(await addressMismatches(ns.pod, link, ipsOfInterface(prev, index), prev.routes ?? [])));
     throwMismatches(ifName, mismatches);
+    // The IPAM's own CHECK after ours, so a changed link is named rather than a symptom of it.
+    if (conf.hasIpam) await ctx.ipam.check(conf.raw);
   } finally {
     ns.close();
   }

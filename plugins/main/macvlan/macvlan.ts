@@ -129,7 +129,6 @@ async function del(conf: MacvlanConf, ctx: PluginContext): Promise<void> {
 
 async function check(conf: MacvlanConf, ctx: PluginContext): Promise<void> {
   const { prev, index } = prevInterface(ctx);
-  if (conf.hasIpam) await ctx.ipam.check(conf.raw);
   const { netns, ifName } = ctx.env;
   const ns = openNamespaces(netns!, conf.linkInContainer);
   try {
@@ -147,6 +146,8 @@ async function check(conf: MacvlanConf, ctx: PluginContext): Promise<void> {
     });
     mismatches.push(...(await addressMismatches(ns.pod, link, ipsOfInterface(prev, index), prev.routes ?? [])));
     throwMismatches(ifName, mismatches);
+    // The IPAM's own CHECK after ours, so a changed link is named rather than a symptom of it.
+    if (conf.hasIpam) await ctx.ipam.check(conf.raw);
   } finally {
     ns.close();
   }
