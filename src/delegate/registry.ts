@@ -10,6 +10,7 @@ const BUILTINS: Record<string, Loader> = {
   multinic: () => import('./multinic.js'),
   macvlan: () => import('../../plugins/main/macvlan/macvlan.js'),
   ipvlan: () => import('../../plugins/main/ipvlan/ipvlan.js'),
+  bridge: () => import('../../plugins/main/bridge/bridge.js'),
   static: () => import('../../plugins/ipam/static/static.js'),
   whereabouts: () => import('../../plugins/ipam/whereabouts/whereabouts.js'),
   sbr: () => import('../../plugins/meta/sbr/sbr.js'),
