@@ -17,7 +17,7 @@ import { CNITOOL, REFERENCE_CNI_DIR, multinicBin, processTmpRoot } from './paths
 /** Plugin types the multinic binary answers to (it dispatches on argv[0]). */
 // Only the types built in so far: an alias for a type multinic does not implement would
 // shadow the reference plugin of that name in CNI_PATH. Add a type here when it lands.
-export const DEFAULT_ALIASES: readonly string[] = ['multinic', 'macvlan', 'static', 'sbr', 'whereabouts'];
+export const DEFAULT_ALIASES: readonly string[] = ['multinic', 'macvlan', 'ipvlan', 'bridge', 'static', 'sbr', 'whereabouts'];
 
 const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
