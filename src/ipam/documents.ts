@@ -50,9 +50,15 @@ export function isSafeName(name: string): boolean {
   return SAFE_NAME.test(name);
 }
 
-/** A network_name must keep pool names safe: the same characters, at most 200 of them. */
+/**
+ * A network_name must keep pool names safe: the same characters, at most 180 of them, so that
+ * the longest pool file's temp name (name, 43-character IPv6 range, ".json.tmp-<pid>") stays
+ * within the 255 bytes of a file name.
+ */
+export const MAX_NETWORK_NAME = 180;
+
 export function isValidNetworkName(name: string): boolean {
-  return name.length <= 200 && SAFE_NAME.test(name);
+  return name.length <= MAX_NETWORK_NAME && SAFE_NAME.test(name);
 }
 
 function normalizeRange(range: string): string {

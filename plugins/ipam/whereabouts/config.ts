@@ -11,7 +11,7 @@ import type { CniEnv } from '../../../src/cni/env.js';
 import type { Dns, NetConf, Route } from '../../../src/cni/types.js';
 import { isRecord } from '../../../src/cni/types.js';
 import type { Owner } from '../../../src/ipam/allocator.js';
-import { isValidNetworkName } from '../../../src/ipam/documents.js';
+import { MAX_NETWORK_NAME, isValidNetworkName } from '../../../src/ipam/documents.js';
 import { DEFAULT_DATA_DIR } from '../../../src/ipam/file-store.js';
 import { parseIp, parsePrefix } from '../../../src/ipam/ip.js';
 import { type IpRange, RangeConfigError, type RangeSpec, parseRange } from '../../../src/ipam/range.js';
@@ -168,7 +168,7 @@ export function loadWhereaboutsConf(raw: NetConf, env: CniEnv, opts: LoadOptions
 
   const networkName = optString(ipam, 'network_name', 'ipam.network_name') ?? '';
   if (networkName && !isValidNetworkName(networkName)) {
-    throw invalidConfig('ipam.network_name', networkName, 'must be letters, digits, "-", "_" or ".", starting and ending with a letter or digit (at most 200)');
+    throw invalidConfig('ipam.network_name', networkName, `must be letters, digits, "-", "_" or ".", starting and ending with a letter or digit (at most ${MAX_NETWORK_NAME})`);
   }
 
   const datastore = optString(ipam, 'datastore', 'ipam.datastore') ?? 'file';

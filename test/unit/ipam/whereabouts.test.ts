@@ -236,3 +236,14 @@ describe('static IPAM', () => {
     expect(msg).toContain('ipam.addresses[0].address');
   });
 });
+
+describe('path safety', () => {
+  it('the longest network_name with the longest IPv6 range still allocates (file names within 255 bytes)', async () => {
+    const name = 'n'.repeat(180);
+    const raw = conf({ range: 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff0/124', network_name: name });
+    const e = env(POD);
+    const result = await plugin.add(plugin.loadConf(raw, e), ctx(e));
+    expect(result.ips![0]!.address).toBe('ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff1/124');
+    expect(() => load(conf({ range: '10.0.0.0/24', network_name: 'n'.repeat(181) }))).toThrow(/ipam.network_name/);
+  });
+});
