@@ -132,14 +132,26 @@ try {
   // Build in a private directory and rename into place: a half-written dist/multinic never
   // exists, and replacing the file (rather than rewriting it) works while the old one runs.
   const partial = join(work, 'multinic');
-  await pkg.default(bundlePath, {
-    targets: [{ nodeRange: `node${process.versions.node.split('.')[0]}`, platform: 'linux', arch: process.arch, output: partial }],
-    // The Node running this script is the base binary and the blob generator, so the two
-    // can never disagree on the SEA blob format (pkg otherwise downloads a base binary).
-    useLocalNode: true,
-    seaConfig,
-    signature: false,
-  });
+  try {
+    await pkg.default(bundlePath, {
+      targets: [{ nodeRange: `node${process.versions.node.split('.')[0]}`, platform: 'linux', arch: process.arch, output: partial }],
+      // The Node running this script is the base binary and the blob generator, so the two
+      // can never disagree on the SEA blob format (pkg otherwise downloads a base binary).
+      useLocalNode: true,
+      seaConfig,
+      signature: false,
+    });
+  } catch (err) {
+    // A failure while making the snapshot (a module that cannot be snapshotted, see
+    // entrySource() in build-bundle.mjs) comes back as the generator's stderr, whose source
+    // excerpt is a line of minified bundle: show the rest of it.
+    const stderr = err?.cause?.stderr;
+    if (typeof stderr !== 'string') throw err;
+    const lines = stderr.split('\n').filter((l) => l.length < 400);
+    console.error(`build-binary: the SEA blob generator failed:\n${lines.join('\n')}`);
+    process.exitCode = 1;
+    throw new Error('SEA blob generation failed (see above)');
+  }
   if (generatorRuns() !== 1) {
     throw new Error(`pkg ran the SEA blob generator ${generatorRuns()} times through execFile (expected 1): update withGeneratorFlags()`);
   }

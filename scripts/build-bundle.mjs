@@ -17,14 +17,17 @@
  *   defined as the file URL of the running script.
  * - Only netlink's rtnetlink part may be bundled: importing `netlink` itself would pull in
  *   genl, nl80211 and wg, which we never use. The build fails if that happens.
+ * - A few packages with load-time side effects load on first use (LAZY_PACKAGES).
+ * - The entry is not src/main.ts itself but a wrapper that lets the binary carry a V8
+ *   startup snapshot of the CNI path (entrySource()); run normally, it just runs src/main.ts.
  *
  * Usage: node scripts/build-bundle.mjs [--outfile dist/multinic.cjs] [--no-minify]
  * Used as a module by scripts/build-binary.mjs.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -161,17 +164,20 @@ function checkNetlinkParts(metafile) {
  * deserialised process.
  *
  * A module evaluated here runs on the build machine: whatever it reads from the process at
- * load time would be frozen into the binary. process.env, argv and execPath therefore throw
- * while it runs, which fails the build and names the culprit. Signal handlers (signal-exit)
- * and loaded addons cannot be snapshotted at all; the addons load lazily (src/native), and
- * src/cli (yargs, Intl.Segmenter) is left out: it is not on the CNI path.
+ * load time would be frozen into the binary, and a random value drawn then would be the same
+ * in every run. process.env, argv, argv0, execPath and Math.random therefore throw while the
+ * modules load, which fails the build and names the culprit (Date and file reads are not
+ * caught: do not use them at load time either). Signal handlers (signal-exit) and loaded
+ * addons cannot be snapshotted at all: the addons load lazily (src/native), LAZY_PACKAGES
+ * hides the rest, and src/cli (yargs, Intl.Segmenter) is left out: it is not on the CNI path.
  */
 function entrySource(warm) {
   return `
 const { startupSnapshot } = require('node:v8');
 if (startupSnapshot.isBuildingSnapshot()) {
-  const frozen = ['env', 'argv', 'argv0', 'execPath'];
-  const saved = frozen.map((key) => [key, Object.getOwnPropertyDescriptor(process, key)]);
+  // [object, property] pairs that must not be read while the modules load, see above.
+  const frozen = [[process, 'env'], [process, 'argv'], [process, 'argv0'], [process, 'execPath'], [Math, 'random']];
+  const saved = frozen.map(([obj, key]) => [obj, key, Object.getOwnPropertyDescriptor(obj, key)]);
   const callerFile = (fn) => {
     const prepare = Error.prepareStackTrace;
     Error.prepareStackTrace = (_, callSites) => callSites;
@@ -181,23 +187,37 @@ if (startupSnapshot.isBuildingSnapshot()) {
     Error.prepareStackTrace = prepare;
     return (callSites[0] && callSites[0].getFileName()) || '';
   };
-  for (const [key, desc] of saved) {
-    Object.defineProperty(process, key, {
+  for (const [obj, key, desc] of saved) {
+    const name = (obj === process ? 'process.' : 'Math.') + key;
+    Object.defineProperty(obj, key, {
       configurable: true,
       get: function guard() {
         // Node's own modules may look (they refresh what they read after deserialisation).
         if (!callerFile(guard).startsWith('node:')) {
-          throw new Error('process.' + key + ' read at module load time while building the startup snapshot; ' +
-            'the value on the build machine would be frozen into the binary. Read it inside a function.');
+          throw new Error(name + ' used at module load time while building the startup snapshot; ' +
+            'the value from the build would be frozen into the binary, the same in every run. ' +
+            'Use it inside a function.');
         }
-        return 'value' in desc ? desc.value : desc.get.call(process);
+        return 'value' in desc ? desc.value : desc.get.call(obj);
       },
     });
   }
+  // Names the module whose evaluation failed: a minified bundle's stack does not.
+  const warm = (name, load) => {
+    try {
+      load();
+    } catch (err) {
+      if (err instanceof Error) {
+        err.message = 'evaluating ' + name + ' (or a module it imports) for the startup snapshot: ' + err.message +
+          ' [for module names in the stack, build the bundle with --no-minify]';
+      }
+      throw err;
+    }
+  };
   try {
-${warm.map((m) => `    require(${JSON.stringify(`./${m}`)});`).join('\n')}
+${warm.map((m) => `    warm(${JSON.stringify(m)}, () => require(${JSON.stringify(`./${m}`)}));`).join('\n')}
   } finally {
-    for (const [key, desc] of saved) Object.defineProperty(process, key, desc);
+    for (const [obj, key, desc] of saved) Object.defineProperty(obj, key, desc);
   }
   // Node sets these again in the deserialised process. Blanking the builder's keeps its PID
   // and command line (a temporary path) out of the snapshot, which makes it reproducible.
