@@ -26,6 +26,13 @@ REQUIREMENTS=(
   "cmd:hyperfine|hyperfine"
   # ping: connectivity checks between the harness's own netns (pod -> switch).
   "cmd:ping|iputils-ping"
+  # make test-kernel: boots Debian's kernel under qemu with a busybox initramfs (the kernel
+  # package itself is downloaded and unpacked by test/kernel/build-initramfs.sh, not installed).
+  "cmd:qemu-system-x86_64|qemu-system-x86"
+  "/bin/busybox|busybox-static"
+  # bridge ipMasq (iptables backend) and macspoofchk / nftables backend
+  "cmd:iptables|iptables"
+  "cmd:nft|nftables"
 )
 
 present() {
