@@ -268,11 +268,13 @@ async function add(conf: BridgeConf, ctx: PluginContext): Promise<Result> {
       ctx,
       ns,
       host,
-      { kind: { kind: 'veth', peerName }, mtu: conf.mtu || undefined, mac: conf.mac, netnsFd: ns.podFd },
+      { kind: { kind: 'veth', peerName }, mtu: conf.mtu || undefined, mac: conf.mac, txQueueLen: 0, netnsFd: ns.podFd },
       ifName,
     );
     const peer = await host.requireLink(peerName);
     if (conf.mtu && peer.mtu !== conf.mtu) await host.setLinkMtu(peer.index, conf.mtu);
+    // As the reference, whose peer LinkAttrs carry TxQLen 0.
+    await host.setLinkTxQueueLen(peer.index, 0);
     await host.setLinkMaster(peer.index, br.index);
     if (conf.hairpinMode || conf.portIsolation) {
       await setBridgePortFlags(undefined, peer.index, {

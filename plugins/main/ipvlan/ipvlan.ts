@@ -82,6 +82,7 @@ async function add(conf: IpvlanConf, ctx: PluginContext): Promise<Result> {
       ns.masterNs,
       {
         kind: { kind: 'ipvlan', mode: conf.mode },
+        txQueueLen: 0,
         parentIndex: master.index,
         mtu: conf.mtu || undefined,
         netnsFd: where.inPod ? undefined : ns.podFd,
@@ -123,7 +124,7 @@ async function check(conf: IpvlanConf, ctx: PluginContext): Promise<void> {
     const mismatches: string[] = [];
     if (conf.master) {
       const master = await findMaster(ns.masterNs, conf.master, where.inPod);
-      mismatches.push(...linkMismatches(link, { kind: 'ipvlan', mode: conf.mode, parentIndex: master.index, masterName: master.name, mtu: conf.mtu }));
+      mismatches.push(...linkMismatches(link, { kind: 'ipvlan', mode: conf.mode, parentIndex: master.index, masterName: master.name, mtu: conf.mtu || master.mtu }));
     } else {
       mismatches.push(...linkMismatches(link, { kind: 'ipvlan', mode: conf.mode, mtu: conf.mtu }));
     }

@@ -94,6 +94,8 @@ async function add(conf: MacvlanConf, ctx: PluginContext): Promise<Result> {
       ns.masterNs,
       {
         kind: { kind: 'macvlan', mode: conf.mode, bcQueueLen: conf.bcQueueLen },
+        // As the reference (its LinkAttrs carry TxQLen 0): a virtual link needs no queue.
+        txQueueLen: 0,
         parentIndex: master.index,
         mtu: conf.mtu || undefined,
         mac: conf.mac,
@@ -142,7 +144,8 @@ async function check(conf: MacvlanConf, ctx: PluginContext): Promise<void> {
       parentIndex: master.index,
       masterName: master.name,
       mac: want.mac,
-      mtu: conf.mtu,
+      // mtu 0 means the kernel's default for a macvlan: the master's.
+      mtu: conf.mtu || (conf.mode === 'passthru' ? undefined : master.mtu),
     });
     mismatches.push(...(await addressMismatches(ns.pod, link, ipsOfInterface(prev, index), prev.routes ?? [])));
     throwMismatches(ifName, mismatches);
