@@ -236,6 +236,21 @@ describe('clusterNetwork + pod networks from the API server', () => {
     expect(await world()).toEqual(before);
   });
 
+  it('a readinessindicatorfile that does not appear is code 11 and changes nothing', async () => {
+    const api = await startApi();
+    const ready = join(fx.tmpDir, 'ready');
+    const conf = setup(api, { readinessindicatorfile: ready, readinessTimeoutMs: 300 });
+    api.addPod('default', 'samplepod');
+    const before = await world();
+    const add = await run(conf, 'add');
+    expect(add.json).toMatchObject({ code: 11 });
+    expect(add.json.msg).toContain(ready);
+    expect(await world()).toEqual(before);
+    writeFileSync(ready, '');
+    expect((await run(conf, 'add')).exitCode).toBe(0);
+    expect((await run(conf, 'del')).exitCode).toBe(0);
+  });
+
   it('a stalled API server fails within apiTimeoutMs', async () => {
     const api = await startApi();
     const conf = setup(api, { apiTimeoutMs: 500 });

@@ -5,7 +5,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { rmSync } from 'node:fs';
 import type { CniEnv } from '../../../src/cni/env.js';
 import { CniError } from '../../../src/cni/errors.js';
@@ -14,6 +14,17 @@ import { Rollback } from '../../../src/cni/rollback.js';
 import type { NetConf } from '../../../src/cni/types.js';
 import plugin, { plan } from '../../../src/delegate/multinic.js';
 import { Logger } from '../../../src/log.js';
+
+// Start-up cost: a pod without a kubeconfig must never load the Kubernetes client.
+const loaded = vi.hoisted(() => ({ k8s: 0 }));
+vi.mock('../../../src/delegate/k8s/client.js', async (original) => {
+  loaded.k8s++;
+  return original();
+});
+vi.mock('../../../src/delegate/k8s/kubeconfig.js', async (original) => {
+  loaded.k8s++;
+  return original();
+});
 
 const root = mkdtempSync(join(tmpdir(), 'multinic-unit-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -100,6 +111,7 @@ describe('attachments without an API server', () => {
       ['net1', 'sidecar', ['macvlan']],
     ]);
     expect(p.kube).toBeUndefined();
+    expect(loaded.k8s).toBe(0);
   });
 
   it('systemNamespaces get no defaultNetworks', async () => {
