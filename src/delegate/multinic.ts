@@ -306,13 +306,23 @@ export async function plan(conf: MultinicConf, ctx: PluginContext, usePod: boole
   const annotation = kube?.pod?.metadata.annotations?.[NETWORKS_ANNOTATION];
   if (kube && annotation && podNamespace) {
     const selections = parseNetworksAnnotation(annotation, podNamespace);
+    const where = (i: number, sel: NetworkSelection) => `${NETWORKS_ANNOTATION} entry #${i} ${sel.namespace}/${sel.name}`;
     for (const [i, sel] of selections.entries()) {
-      const where = `${NETWORKS_ANNOTATION} entry #${i} ${sel.namespace}/${sel.name}`;
       if (conf.namespaceIsolation && sel.namespace !== podNamespace && sel.namespace !== 'default' && !conf.globalNamespaces.includes(sel.namespace)) {
-        throw new CniError(ErrorCode.InvalidNetworkConfig, `invalid ${where}: namespaceIsolation allows a pod in ${podNamespace} only its own namespace, default and globalNamespaces`);
+        throw new CniError(ErrorCode.InvalidNetworkConfig, `invalid ${where(i, sel)}: namespaceIsolation allows a pod in ${podNamespace} only its own namespace, default and globalNamespaces`);
       }
-      const list = await getNad(kube, sel.namespace, sel.name, conf, where);
-      named.push({ ifName: sel.interface, where, list, network: `${sel.namespace}/${sel.name}`, ...applySelection(list, sel) });
+    }
+    // Each NAD once, all at the same time: one round trip however many attachments.
+    const nads = new Map<string, Promise<NetConfList>>();
+    selections.forEach((sel, i) => {
+      const key = `${sel.namespace}/${sel.name}`;
+      if (!nads.has(key)) nads.set(key, getNad(kube, sel.namespace, sel.name, conf, where(i, sel)));
+    });
+    await Promise.allSettled(nads.values());
+    for (const [i, sel] of selections.entries()) {
+      // A copy per attachment: its selection (cni-args) must not reach another one.
+      const list = structuredClone(await nads.get(`${sel.namespace}/${sel.name}`)!);
+      named.push({ ifName: sel.interface, where: where(i, sel), list, network: `${sel.namespace}/${sel.name}`, ...applySelection(list, sel) });
     }
   }
   const used = new Map<string, string>();

@@ -159,7 +159,7 @@ describe('clusterNetwork + pod networks from the API server', () => {
     const calls = api.requests.map((r) => `${r.method} ${r.path}`);
     expect(calls).toEqual([
       'GET /api/v1/namespaces/default/pods/samplepod',
-      'GET /apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/storage-net',
+      // The same NAD twice is read once.
       'GET /apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/storage-net',
       'PATCH /api/v1/namespaces/default/pods/samplepod/status',
     ]);
