@@ -19,17 +19,14 @@
  */
 import {
   type FSWatcher,
-  closeSync,
-  fsyncSync,
   mkdirSync,
-  openSync,
   readFileSync,
   readdirSync,
   renameSync,
   unlinkSync,
   watch,
-  writeSync,
 } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { CniError, ErrorCode } from '../cni/errors.js';
@@ -69,17 +66,25 @@ function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
-/** Writes a file so that a crash leaves the old content or the new, never a torn one. */
-function writeAtomic(path: string, data: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
+/**
+ * Writes the temp files of a commit and makes them durable, all at once: the fsyncs run in
+ * parallel (libuv's thread pool), so a commit of a reservation and a pool waits for about one
+ * journal commit instead of two, inside the lock. Returns the renames still to do.
+ */
+async function stageAll(files: Array<{ path: string; data: string }>): Promise<Array<{ tmp: string; path: string }>> {
+  return Promise.all(
+    files.map(async ({ path, data }) => {
+      const tmp = `${path}.tmp-${process.pid}`;
+      const fh = await open(tmp, 'w', 0o600);
+      try {
+        await fh.writeFile(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      return { tmp, path };
+    }),
+  );
 }
 
 export class FileStore implements IpamStore {
@@ -215,18 +220,23 @@ export class FileStore implements IpamStore {
       const result = await fn(tx);
       const failed = lock.compromised();
       if (failed) throw ioError(`lost the IPAM lock on ${this.dataDir} before writing (${failed.message}); nothing was written`);
-      this.commit(pools, reservations);
+      await this.commit(pools, reservations);
       return result;
     } finally {
       await lock.release().catch(() => {});
     }
   }
 
-  /** Writes in the order store.ts requires: new reservations, pools, deleted reservations. */
-  private commit(pools: Map<string, IPPool>, reservations: Map<string, OverlappingRangeIPReservation | null>): void {
+  /**
+   * Writes in the order store.ts requires: new reservations, pools, deleted reservations. Every
+   * new file is complete and fsynced before the first rename; each rename is atomic.
+   */
+  private async commit(pools: Map<string, IPPool>, reservations: Map<string, OverlappingRangeIPReservation | null>): Promise<void> {
     try {
-      for (const [name, doc] of reservations) if (doc !== null) writeAtomic(this.pathOf(RESERVATIONS_DIR, name), JSON.stringify(doc));
-      for (const [name, pool] of pools) writeAtomic(this.pathOf(POOLS_DIR, name), JSON.stringify(pool));
+      const files: Array<{ path: string; data: string }> = [];
+      for (const [name, doc] of reservations) if (doc !== null) files.push({ path: this.pathOf(RESERVATIONS_DIR, name), data: JSON.stringify(doc) });
+      for (const [name, pool] of pools) files.push({ path: this.pathOf(POOLS_DIR, name), data: JSON.stringify(pool) });
+      for (const { tmp, path } of await stageAll(files)) renameSync(tmp, path);
       for (const [name, doc] of reservations) {
         if (doc !== null) continue;
         try {
