@@ -32,3 +32,9 @@ clean:
 	rm -rf dist
 
 .PHONY: bundle binary clean
+
+# Start-up time of the binary under env -i (hyperfine; the netlink case needs root).
+bench-startup: $(BINARY)
+	scripts/bench-startup.sh $(BINARY)
+
+.PHONY: bench-startup
