@@ -11,6 +11,11 @@
  * pools this module wrote (it writes larger offsets in order). Finding an existing allocation
  * by owner, and releasing by container, are O(n) scans: no index by owner survives in the
  * whereabouts document, and parsing it is O(n) anyway.
+ *
+ * Measured (bench/ipam-scale.ts, 2 cores, node 22), with 0 / 1k / 10k / 50k live allocations
+ * in a /16: choosing an address 0.1 / 1.7 / 2.1 / 2.5 µs; building the index from parsed keys
+ * 0 / 0.03 / 0.24 / 2.5 ms; JSON.parse of the allocations 0 / 0.3 / 3.3 / 24 ms. The linear
+ * part of an ADD is the document's JSON (parse, serialise, write), not the allocation.
  */
 import type { Allocations, IPAllocation } from './documents.js';
 import { isAllocation } from './documents.js';

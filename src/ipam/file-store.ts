@@ -14,7 +14,12 @@
  * at any point leaves the old file or the new one. The directories are not fsynced (2 ms
  * each on the build machine, inside the lock): a power loss may then forget the last renames,
  * but it also ends every pod of this node, whose sandboxes are all ADDed again.
- * A file that does not parse is an error naming it (code 5), never reset. Files are 0600 and
+ * A file that does not parse is an error naming it (code 5), never reset.
+ *
+ * proper-lockfile brings signal-exit, which hooks SIGTERM, SIGINT, SIGHUP and the like (and
+ * process.exit) to remove the locks this process holds before it dies. For a plugin that is
+ * what we want: a runtime that kills a slow ADD with SIGTERM does not leave the lock to go
+ * stale. Only SIGKILL leaves it, and then the stale timeout below frees it. Files are 0600 and
  * directories 0700, and every path is checked to stay inside data_dir.
  */
 import {
