@@ -164,15 +164,20 @@ export class FileStore implements IpamStore {
     // the CPU the holder needed, and 64 concurrent ADDs ran 2-3 times slower. The timer is a
     // fallback, and what notices a stale lock.
     let wake: (() => void) | undefined;
+    let events = 0;
     let watcher: FSWatcher | undefined;
     try {
-      watcher = watch(this.dataDir, { persistent: false }, () => wake?.());
+      watcher = watch(this.dataDir, { persistent: false }, () => {
+        events++;
+        wake?.();
+      });
       watcher.on('error', () => {});
     } catch {
       // no inotify: the timer alone
     }
     try {
       for (let attempt = 0; ; attempt++) {
+        const seen = events;
         try {
           const release = await lockfile.lock(this.dataDir, {
             lockfilePath: join(this.dataDir, 'pools.lock'),
@@ -190,6 +195,8 @@ export class FileStore implements IpamStore {
           if (Date.now() >= deadline) {
             throw new CniError(ErrorCode.TryAgainLater, `timed out after ${this.opts.lockTimeoutMs} ms waiting for the IPAM lock in ${this.dataDir}`);
           }
+          // A release between our attempt and now: try again at once rather than sleep on it.
+          if (events !== seen) continue;
           const fallback = watcher ? 50 + Math.random() * 100 : 2 + Math.random() * Math.min(40, 5 + attempt * 2);
           await new Promise<void>((resolve) => {
             const timer = setTimeout(resolve, fallback);
