@@ -24,6 +24,8 @@
  */
 import {
   type FSWatcher,
+  accessSync,
+  constants,
   mkdirSync,
   readFileSync,
   readdirSync,
@@ -276,6 +278,16 @@ export class FileStore implements IpamStore {
       .map((f) => f.slice(0, -'.json'.length))
       .filter(isSafeName)
       .sort();
+  }
+
+  /** The directories exist (or can be made) and are writable. */
+  async checkReady(): Promise<void> {
+    try {
+      this.ensureDirs();
+      for (const d of [this.dataDir, join(this.dataDir, POOLS_DIR), join(this.dataDir, RESERVATIONS_DIR)]) accessSync(d, constants.W_OK | constants.X_OK);
+    } catch (err) {
+      throw new CniError(ErrorCode.PluginNotAvailable, `IPAM store ${this.dataDir} is not usable: ${(err as Error).message}`);
+    }
   }
 
   async listPools(): Promise<IPPool[]> {

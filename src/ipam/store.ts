@@ -27,4 +27,6 @@ export interface IpamStore {
   /** Every pool, read without the lock (a consistent snapshot of each file). */
   listPools(): Promise<IPPool[]>;
   listReservations(): Promise<OverlappingRangeIPReservation[]>;
+  /** Throws (CNI code 50) when the store cannot take allocations now: STATUS. */
+  checkReady(): Promise<void>;
 }

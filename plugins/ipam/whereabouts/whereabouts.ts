@@ -77,5 +77,10 @@ async function gc(conf: WhereaboutsConf, ctx: PluginContext, valid: Attachment[]
   if (released.length) ctx.log.info(`whereabouts: GC released ${released.map((l) => l.address).join(', ')}`);
 }
 
-const plugin: Plugin<WhereaboutsConf> = { loadConf, add, del, check, gc };
+/** STATUS (CNI 1.1): ready when the store can take allocations. */
+async function status(conf: WhereaboutsConf): Promise<void> {
+  await storeOf(conf).checkReady();
+}
+
+const plugin: Plugin<WhereaboutsConf> = { loadConf, add, del, check, gc, status };
 export default plugin;

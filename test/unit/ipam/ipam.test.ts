@@ -38,6 +38,7 @@ class MemoryStore implements IpamStore {
   async listReservations(): Promise<OverlappingRangeIPReservation[]> {
     return [...this.reservations.values()].map((s) => JSON.parse(s));
   }
+  async checkReady(): Promise<void> {}
 }
 
 const req = (ranges: string[], extra: Partial<IpamRequest> = {}): IpamRequest => ({
@@ -255,6 +256,12 @@ describe('file store', () => {
     mkdirSync(dir, { recursive: true });
     mkdirSync(join(dir, 'pools.lock'));
     await expect(allocateAddresses(store, req(['10.1.0.0/24']), pod(1))).rejects.toMatchObject({ code: 11 });
+  });
+
+  it('STATUS: ready when data_dir is usable, code 50 when it is not', async () => {
+    await expect(new FileStore(join(dir, 'ok')).checkReady()).resolves.toBeUndefined();
+    writeFileSync(join(dir, 'file'), '');
+    await expect(new FileStore(join(dir, 'file', 'sub')).checkReady()).rejects.toMatchObject({ code: 50 });
   });
 
   it('refuses names that would leave the directory', async () => {
