@@ -44,6 +44,7 @@ export async function dispatch(inv: Invocation, log: Logger, argv0: string): Pro
 }
 
 export async function runCniMain(): Promise<void> {
+  const trace = process.env.MULTINIC_TRACE === '1' ? startTrace() : undefined;
   const log = new Logger();
   let stdin = '';
   try {
@@ -51,9 +52,71 @@ export async function runCniMain(): Promise<void> {
   } catch {
     // no stdin (VERSION may come without one)
   }
+  trace?.mark('stdin');
   const outcome = await handle(process.env, stdin, (inv) => dispatch(inv, log, process.argv0));
+  trace?.mark('dispatch');
   if (outcome.error) log.error(`${process.env.CNI_COMMAND} failed: code ${outcome.error.code}: ${outcome.error.message}`);
   if (outcome.stdout) writeSync(1, outcome.stdout + '\n');
+  trace?.end();
   // Exit at once: nothing may keep a CNI plugin alive after it has answered.
   process.exit(outcome.exitCode);
+}
+
+/**
+ * MULTINIC_TRACE=1: one JSON line on stderr saying where this run's time went (bench/bench.mjs,
+ * docs/benchmarks.md). Times in ms. `main` and `end` are CLOCK_MONOTONIC at entry and once the
+ * answer is out, comparable with the parent's clock, so process start (exec, snapshot
+ * deserialisation) and exit can be told apart; `node` is Node's own start-up timeline since
+ * the process time origin. Per phase: `fsSync`, time in synchronous node:fs calls (cache,
+ * pool and lock files); `dlopen`, loading native addons; `idle`, the event loop waiting
+ * (netlink replies, async I/O, timers).
+ */
+function startTrace() {
+  const now = () => Number(process.hrtime.bigint()) / 1e6;
+  const counters = { fsSync: 0, dlopen: 0 };
+  const timed = <T extends object>(obj: T, key: keyof T, counter: keyof typeof counters) => {
+    const fn = obj[key] as unknown as (...a: unknown[]) => unknown;
+    if (typeof fn !== 'function') return;
+    (obj as Record<keyof T, unknown>)[key] = function (this: unknown, ...args: unknown[]) {
+      const t = now();
+      try {
+        return fn.apply(this, args);
+      } finally {
+        counters[counter] += now() - t;
+      }
+    };
+  };
+  const fs = process.getBuiltinModule('node:fs') as unknown as Record<string, unknown>;
+  for (const key of Object.keys(fs)) if (key.endsWith('Sync')) timed(fs, key, 'fsSync');
+  timed(process, 'dlopen', 'dlopen');
+  const { performance } = process.getBuiltinModule('node:perf_hooks');
+  const start = now();
+  const out: Record<string, unknown> = { main: start, sinceOrigin: performance.now(), node: performance.nodeTiming.toJSON() };
+  const phases: Record<string, unknown> = {};
+  let last = start;
+  let elu = performance.eventLoopUtilization();
+  let seen = { ...counters };
+  const mark = (phase: string) => {
+    const t = now();
+    const e = performance.eventLoopUtilization();
+    phases[phase] = {
+      ms: t - last,
+      fsSync: counters.fsSync - seen.fsSync,
+      dlopen: counters.dlopen - seen.dlopen,
+      idle: e.idle - elu.idle,
+    };
+    last = t;
+    elu = e;
+    seen = { ...counters };
+  };
+  return {
+    mark,
+    end() {
+      mark('output');
+      out.phases = phases;
+      out.maxRssKb = process.resourceUsage().maxRSS;
+      out.end = now();
+      writeSync(2, `multinic-trace ${JSON.stringify(out)}\n`);
+    },
+  };
 }
