@@ -80,12 +80,13 @@ const seaConfig = {
 /**
  * The generating Node's command line and environment. Fixed seeds make V8's heap layout
  * (snapshot) and code cache repeatable; they are not part of V8's flag hash, so the binary
- * accepts them. NODE_NO_WARNINGS keeps the generator's own "(node:<pid>) ExperimentalWarning"
- * out of the heap. An empty environment keeps the build machine's variables out of whatever
- * Node's internals read while the snapshot is made.
+ * accepts them. The generator's own "(node:<pid>) ExperimentalWarning" about SEA would stay
+ * in the heap; other warnings are handled by the bundle's snapshot entry (build-bundle.mjs).
+ * An empty environment keeps the build machine's variables out of whatever Node's internals
+ * read while the snapshot is made.
  */
-const GENERATOR_FLAGS = ['--random-seed=1', '--hash-seed=1'];
-const GENERATOR_ENV = { NODE_NO_WARNINGS: '1' };
+const GENERATOR_FLAGS = ['--random-seed=1', '--hash-seed=1', '--disable-warning=ExperimentalWarning'];
+const GENERATOR_ENV = {};
 
 /**
  * pkg generates the SEA blob with `execFile(node, ['--experimental-sea-config', config])`,

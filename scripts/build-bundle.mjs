@@ -175,6 +175,22 @@ function entrySource(warm) {
   return `
 const { startupSnapshot } = require('node:v8');
 if (startupSnapshot.isBuildingSnapshot()) {
+  // Node warns when a built-in module it has not verified for snapshots gets loaded: make that
+  // a build error. Node's own listener would print warnings with the builder's PID, which
+  // would then sit in the snapshot, so it steps aside while the modules load (and until the
+  // next turn of the event loop, before the snapshot is taken); others are printed without it.
+  const nodeWarningListeners = process.listeners('warning');
+  process.removeAllListeners('warning');
+  const onWarning = (warning) => {
+    if (/snapshot/.test(warning.message)) throw new Error('building the startup snapshot: ' + warning.message);
+    if (warning.name === 'ExperimentalWarning') return; // SEA itself, the snapshot API
+    require('node:fs').writeSync(2, 'startup snapshot: ' + warning.name + ': ' + warning.message + '\\n');
+  };
+  process.on('warning', onWarning);
+  setImmediate(() => {
+    process.off('warning', onWarning);
+    for (const listener of nodeWarningListeners) process.on('warning', listener);
+  });
   // [object, property] pairs that must not be read while the modules load, see above.
   const frozen = [[process, 'env'], [process, 'argv'], [process, 'argv0'], [process, 'execPath'], [Math, 'random']];
   const saved = frozen.map(([obj, key]) => [obj, key, Object.getOwnPropertyDescriptor(obj, key)]);
@@ -236,11 +252,21 @@ ${warm.map((m) => `    warm(${JSON.stringify(m)}, () => require(${JSON.stringify
 `;
 }
 
-/** The modules to evaluate into the snapshot: all of ours on the CNI path (not src/cli). */
+/**
+ * The modules to evaluate into the snapshot: ours (src, plugins) that src/main.ts reaches,
+ * statically or through import(), without passing through src/cli (the CLI and whatever only
+ * it uses stay out: yargs cannot be snapshotted, and the CNI path never needs them).
+ */
 function warmModules(metafile) {
-  return Object.keys(metafile.inputs)
-    .filter((f) => /^(src|plugins)\/.*\.ts$/.test(f) && !f.startsWith('src/cli/') && f !== 'src/main.ts')
-    .sort();
+  const seen = new Set();
+  const queue = ['src/main.ts'];
+  while (queue.length) {
+    const file = queue.pop();
+    if (seen.has(file) || file.startsWith('src/cli/') || !metafile.inputs[file]) continue;
+    seen.add(file);
+    for (const imp of metafile.inputs[file].imports) if (!imp.external) queue.push(imp.path);
+  }
+  return [...seen].filter((f) => /^(src|plugins)\/.*\.ts$/.test(f) && f !== 'src/main.ts').sort();
 }
 
 /**
