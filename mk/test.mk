@@ -55,6 +55,6 @@ test-integration: deps test-deps binary
 	MULTINIC_BIN=$(abspath $(MULTINIC_BIN)) $(VITEST) run --project integration $(call VITEST_REPORT,integration)
 
 test: test-unit test-integration
-	@$(NODE) scripts/test-summary.mjs $(REPORTS)/unit.json $(REPORTS)/integration.json
+	@$(NODE) scripts/test-summary.mjs $(REPORTS)/unit.json $(REPORTS)/integration.json $(wildcard $(REPORTS)/kernel.json)
 
 .PHONY: test test-unit test-integration test-deps test-install-deps
