@@ -16,6 +16,9 @@ emit() {
 }
 
 snap() { # <scenario> <prefix> <netns>
+  # The settled state: link-local DAD over (the reference returns before it, we after).
+  n=0
+  while [ -n "$(ip -n "$3" -6 addr show tentative)" ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
   emit "$1" "$2.links" "$(ip -n "$3" -j -d link show)"
   emit "$1" "$2.addrs" "$(ip -n "$3" -j addr show)"
   emit "$1" "$2.routes4" "$(ip -n "$3" -j -4 route show table all)"
