@@ -123,34 +123,6 @@ export function checkRouteList(specs: readonly RouteSpec[], dev: string): void {
   });
 }
 
-/** CHECK: the addresses and routes a result promised are on the link. Names what is missing. */
-export async function checkInterfaceConfig(nl: NetlinkHandle, link: LinkInfo, ips: IpConfig[], routes: Route[]): Promise<void> {
-  const present = new Set((await nl.listAddresses(link.index)).map((a) => canonicalCidr(a.address)));
-  for (const ip of ips) {
-    if (!present.has(canonicalCidr(ip.address))) {
-      throw new CniError(ErrorCode.Internal, `address ${ip.address} is not on ${link.name}`);
-    }
-  }
-  if (routes.length === 0) return;
-  const families = new Set(routes.map((r) => parseCidr(r.dst).family));
-  const kernel = (await Promise.all([...families].map((f) => nl.listRoutes({ family: f })))).flat();
-  for (const want of routeSpecs(ips, routes, link.index)) {
-    const dst = canonicalCidr(want.dst);
-    // A route the result gives no table may have been moved since ADD (sbr moves the link's
-    // routes into a per-IP table): any table will do then.
-    const found = kernel.some(
-      (r) =>
-        canonicalCidr(r.dst) === dst &&
-        (want.table === undefined || r.table === want.table) &&
-        r.oif === link.index &&
-        (want.gw === undefined || (r.gw !== undefined && canonicalIp(r.gw) === canonicalIp(want.gw))),
-    );
-    if (!found) {
-      throw new CniError(ErrorCode.Internal, `route ${want.dst}${want.gw ? ` via ${want.gw}` : ''} dev ${link.name} is missing`);
-    }
-  }
-}
-
 /** The interface with the IPv4 default route (else IPv6): a plugin's default master. */
 export async function defaultRouteInterface(nl: NetlinkHandle): Promise<LinkInfo | undefined> {
   for (const family of [AF_INET, AF_INET6]) {

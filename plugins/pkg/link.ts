@@ -203,11 +203,12 @@ export async function addressMismatches(nl: NetlinkHandle, link: LinkInfo, ips: 
   const kernel = await nl.listRoutes();
   for (const want of routeSpecs(ips, routes, link.index)) {
     const dst = canonicalCidr(want.dst);
-    const table = want.table ?? 254;
+    // A route the result gives no table may have been moved since ADD (sbr moves the link's
+    // routes into a per-IP table): any table will do then.
     const found = kernel.some(
       (r) =>
         canonicalCidr(r.dst) === dst &&
-        r.table === table &&
+        (want.table === undefined || r.table === want.table) &&
         r.oif === link.index &&
         (want.gw === undefined || (r.gw !== undefined && canonicalIp(r.gw) === canonicalIp(want.gw))),
     );

@@ -100,8 +100,8 @@ describe('a failed ADD leaves no link, address, route, rule, NAT rule or allocat
 describe('DEL', () => {
   it.each([['macvlan', macvlan(hostLocal())], ['bridge', bridge(hostLocal())]])(
     '%s: idempotent, succeeds when the link or the netns is gone, and releases the allocation',
-    async (_name, plugin) => {
-      plugin = inTmp(plugin);
+    async (_name, template) => {
+      const plugin = inTmp(template);
       const conf = { cniVersion: '1.0.0', name: 'fail', plugins: [plugin] };
       const base = { netName: 'fail', confs: [conf], node: fx.node, ifName: 'net1', containerId: 'd1' } as const;
       expect((await runCnitool({ ...base, command: 'add', netns: fx.pod })).exitCode).toBe(0);
