@@ -24,6 +24,8 @@ REQUIREMENTS=(
   "$LIBCNI_DIR/api.go|golang-github-appc-cni-dev golang-github-containernetworking-cni-dev"
   "cmd:ip|iproute2"
   "cmd:hyperfine|hyperfine"
+  # make bench: peak RSS of one plugin run (GNU time -f %M)
+  "/usr/bin/time|time"
   # ping: connectivity checks between the harness's own netns (pod -> switch).
   "cmd:ping|iputils-ping"
   # make test-kernel: boots Debian's kernel under qemu with a busybox initramfs (the kernel
