@@ -2,7 +2,7 @@
  * Address encoding for netlink attributes. A small parser rather than ip-num: this runs on
  * every ADD, and the start-up path must stay lean.
  */
-import { isIPv4, isIPv6 } from 'node:net';
+import { formatIpBytes, parseIpBytes } from '../ip/text.js';
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
@@ -15,9 +15,7 @@ export interface Cidr {
 }
 
 export function familyOf(ip: string): typeof AF_INET | typeof AF_INET6 {
-  if (isIPv4(ip)) return AF_INET;
-  if (isIPv6(ip)) return AF_INET6;
-  throw new Error(`not an IP address: ${JSON.stringify(ip)}`);
+  return ipToBuffer(ip).length === 4 ? AF_INET : AF_INET6;
 }
 
 /** Parses "a.b.c.d/n" or "x::y/n"; a bare address gets the full-length prefix. */
@@ -34,42 +32,13 @@ export function parseCidr(text: string): Cidr {
 }
 
 export function ipToBuffer(ip: string): Buffer {
-  if (isIPv4(ip)) return Buffer.from(ip.split('.').map(Number));
-  if (!isIPv6(ip)) throw new Error(`not an IP address: ${JSON.stringify(ip)}`);
-  let text = ip;
-  // An embedded IPv4 tail (::ffff:1.2.3.4) becomes two hex groups.
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (v4) {
-    const b = v4[1]!.split('.').map(Number);
-    text = text.slice(0, v4.index) + ((b[0]! << 8) | b[1]!).toString(16) + ':' + ((b[2]! << 8) | b[3]!).toString(16);
-  }
-  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
-  const headGroups = head ? head.split(':') : [];
-  const tailGroups = tail ? tail.split(':') : [];
-  const fill = tail === undefined ? 0 : 8 - headGroups.length - tailGroups.length;
-  const groups = [...headGroups, ...Array<string>(fill).fill('0'), ...tailGroups];
-  const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
-  return out;
+  const bytes = parseIpBytes(ip);
+  if (!bytes) throw new Error(`not an IP address: ${JSON.stringify(ip)}`);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
 }
 
-export function bufferToIp(buf: Buffer): string {
-  if (buf.length === 4) return `${buf[0]}.${buf[1]}.${buf[2]}.${buf[3]}`;
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(buf.readUInt16BE(i));
-  // RFC 5952: compress the longest run of two or more zero groups.
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+export function bufferToIp(buf: Uint8Array): string {
+  return formatIpBytes(buf);
 }
 
 /** The network address of a CIDR, as a string ("10.1.2.0/24" for "10.1.2.3/24"). */
