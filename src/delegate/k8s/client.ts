@@ -81,7 +81,7 @@ export class KubeClient {
     return this.config.token;
   }
 
-  async request(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<Response> {
+  async request(method: string, path: string, body?: unknown, contentType = 'application/json', timeoutMs = this.timeoutMs): Promise<Response> {
     // Loaded on first use: no TLS code is evaluated by a pod without a kubeconfig. Not import():
     // in the single executable (a CommonJS startup snapshot) there is no ESM loader for it.
     this.https ??= process.getBuiltinModule('node:https');
@@ -133,8 +133,8 @@ export class KubeClient {
         });
       });
       const timer = setTimeout(() => {
-        req.destroy(new KubeError(0, 'Timeout', `${what}: no answer from ${this.config.server} within ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
+        req.destroy(new KubeError(0, 'Timeout', `${what}: no answer from ${this.config.server} within ${timeoutMs} ms`));
+      }, timeoutMs);
       req.on('error', (err) => {
         clearTimeout(timer);
         reject(err instanceof KubeError ? err : new KubeError(0, 'ConnectionError', `${what} on ${this.config.server}: ${err.message}`));
