@@ -18,9 +18,14 @@
  * hash seeds and prints no warning (warning text holds the PID and would be captured); pkg
  * has no option for the generator's command line, see withGeneratorFlags().
  *
- * Start-up, `env -i CNI_COMMAND=VERSION dist/multinic` (see the report in the commit log):
- * the snapshot saves the compilation and evaluation of the bundle, and most of a netlink
- * DEL's time. --no-snapshot builds the plain SEA (with --code-cache: V8 code cache only).
+ * Start-up (scripts/bench-startup.sh; medians on a 2-core VM at rest, `node -e 0` = 25 ms):
+ *                          snapshot   plain SEA   code cache   node dist/multinic.cjs
+ *   VERSION                  36-39      38-41       40-43          44
+ *   DEL (koffi + netlink)    41-42      61-63       60             80
+ *   CLI `version`            84         95          104            100
+ * The snapshot saves compiling and evaluating the CNI path's modules; deserialising them
+ * costs a few ms, which VERSION (that needs none of them) pays too. The V8 code cache does
+ * not pay off here. --no-snapshot builds the plain SEA, --code-cache adds the code cache.
  *
  * Usage: node scripts/build-binary.mjs [--bundle dist/multinic.cjs] [--output dist/multinic]
  *                                      [--no-snapshot [--code-cache]]
