@@ -1,8 +1,9 @@
 /**
  * whereabouts' IPAM config, accepted unchanged: `range` (CIDR or A-B/len), range_start,
  * range_end, exclude, ipRanges, gateway, routes, dns, addresses, enable_overlapping_ranges,
- * network_name, configuration_path and the flat global file, log_file, log_level, and the
- * Kubernetes/etcd keys (accepted, unused). Ours: datastore and data_dir.
+ * network_name, configuration_path and the flat global file, log_file, log_level, datastore
+ * with its Kubernetes and etcd keys (readStoreConfig). Ours: data_dir, etcd_endpoints,
+ * etcd_prefix, datastore_timeout_ms.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
@@ -13,6 +14,7 @@ import { isRecord } from '../../../src/cni/types.js';
 import type { Owner } from '../../../src/ipam/allocator.js';
 import { MAX_NETWORK_NAME, isValidNetworkName } from '../../../src/ipam/documents.js';
 import { DEFAULT_DATA_DIR } from '../../../src/ipam/file-store.js';
+import type { StoreConfig } from '../../../src/ipam/open-store.js';
 import { parseIp, parsePrefix } from '../../../src/ipam/ip.js';
 import { type IpRange, RangeConfigError, type RangeSpec, parseRange } from '../../../src/ipam/range.js';
 import { optBool, optString, parseDns, parseRoutes } from '../../pkg/validate.js';
@@ -39,8 +41,10 @@ export interface WhereaboutsConf {
   addresses: StaticEntry[];
   overlapping: boolean;
   networkName: string;
-  datastore: 'file';
+  datastore: StoreConfig['datastore'];
   dataDir: string;
+  /** where the pools are: the file store (dataDir), etcd or Kubernetes */
+  store: StoreConfig;
   owner: Owner;
   /** warnings to log once a logger is at hand (ignored bounds, unused keys) */
   warnings: string[];
@@ -120,6 +124,77 @@ function checkIp(value: unknown, path: string): string {
   return value;
 }
 
+/** Default budget of one IPAM operation on a cluster store (whereabouts' RequestTimeout). */
+export const DEFAULT_STORE_TIMEOUT_MS = 10_000;
+
+function optFile(ipam: Record<string, unknown>, key: string): string | undefined {
+  const v = optString(ipam, key, `ipam.${key}`);
+  if (v !== undefined && !isAbsolute(v)) throw invalidConfig(`ipam.${key}`, v, 'must be an absolute path');
+  return v;
+}
+
+/**
+ * `datastore`: "file" (default; data_dir), "kubernetes" (kubernetes.kubeconfig, as whereabouts)
+ * or "etcd" (etcd_host, whereabouts' legacy key, a URL or host:port, comma-separated for
+ * several; or etcd_endpoints, a list; etcd_username/etcd_password; etcd_ca_cert_file,
+ * etcd_cert_file, etcd_key_file for TLS; etcd_prefix). datastore_timeout_ms bounds one
+ * operation on a cluster store, retries included.
+ */
+export function readStoreConfig(ipam: Record<string, unknown>, dataDir: string): StoreConfig {
+  const datastore = optString(ipam, 'datastore', 'ipam.datastore') ?? 'file';
+  const t = ipam.datastore_timeout_ms;
+  if (t !== undefined && (typeof t !== 'number' || !Number.isInteger(t) || t < 100 || t > 300_000)) {
+    throw invalidConfig('ipam.datastore_timeout_ms', t, 'must be a whole number of milliseconds from 100 to 300000');
+  }
+  const timeoutMs = (t as number | undefined) ?? DEFAULT_STORE_TIMEOUT_MS;
+  if (datastore === 'file') return { datastore, dataDir };
+  if (datastore === 'kubernetes') {
+    const k = isRecord(ipam.kubernetes) ? ipam.kubernetes : {};
+    const kubeconfig = optString(k, 'kubeconfig', 'ipam.kubernetes.kubeconfig');
+    if (!kubeconfig) throw invalidConfig('ipam.kubernetes.kubeconfig', k.kubeconfig, 'is required with datastore "kubernetes": the kubeconfig file (or "in-cluster")');
+    return { datastore, kubeconfig, timeoutMs };
+  }
+  if (datastore === 'etcd') {
+    let endpoints: string[] = [];
+    if (ipam.etcd_endpoints !== undefined) {
+      const e = ipam.etcd_endpoints;
+      if (!Array.isArray(e) || e.length === 0 || !e.every((x) => typeof x === 'string' && x !== '')) throw invalidConfig('ipam.etcd_endpoints', e, 'must be a list of URLs such as https://10.0.0.1:2379');
+      endpoints = e as string[];
+    } else {
+      const host = optString(ipam, 'etcd_host', 'ipam.etcd_host');
+      if (!host) throw invalidConfig('ipam.etcd_host', ipam.etcd_host, 'is required with datastore "etcd" (or ipam.etcd_endpoints)');
+      endpoints = host.split(',').map((h) => h.trim()).filter(Boolean);
+    }
+    for (const e of endpoints) {
+      try {
+        const u = new URL(/^[a-z]+:\/\//.test(e) ? e : `http://${e}`);
+        if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+      } catch {
+        throw invalidConfig('ipam.etcd_host', e, 'must be host:port or an http(s):// URL');
+      }
+    }
+    const etcd: StoreConfig & { datastore: 'etcd' } = { datastore, timeoutMs, etcd: { endpoints } };
+    const username = optString(ipam, 'etcd_username', 'ipam.etcd_username');
+    const password = optString(ipam, 'etcd_password', 'ipam.etcd_password');
+    if (username) etcd.etcd.username = username;
+    if (password) etcd.etcd.password = password;
+    const caFile = optFile(ipam, 'etcd_ca_cert_file');
+    const certFile = optFile(ipam, 'etcd_cert_file');
+    const keyFile = optFile(ipam, 'etcd_key_file');
+    if (!certFile !== !keyFile) throw invalidConfig(certFile ? 'ipam.etcd_key_file' : 'ipam.etcd_cert_file', undefined, 'etcd_cert_file and etcd_key_file go together');
+    if (caFile) etcd.etcd.caFile = caFile;
+    if (certFile) etcd.etcd.certFile = certFile;
+    if (keyFile) etcd.etcd.keyFile = keyFile;
+    const prefix = optString(ipam, 'etcd_prefix', 'ipam.etcd_prefix');
+    if (prefix !== undefined) {
+      if (!prefix.startsWith('/')) throw invalidConfig('ipam.etcd_prefix', prefix, 'must start with /');
+      etcd.prefix = prefix;
+    }
+    return etcd;
+  }
+  throw invalidConfig('ipam.datastore', datastore, 'must be "file", "kubernetes" or "etcd"');
+}
+
 export function loadWhereaboutsConf(raw: NetConf, env: CniEnv, opts: LoadOptions = {}): WhereaboutsConf {
   if (!isRecord(raw.ipam)) throw invalidConfig('ipam', raw.ipam, 'must be an object');
   const ipam: Record<string, unknown> = structuredClone(raw.ipam);
@@ -171,16 +246,10 @@ export function loadWhereaboutsConf(raw: NetConf, env: CniEnv, opts: LoadOptions
     throw invalidConfig('ipam.network_name', networkName, `must be letters, digits, "-", "_" or ".", starting and ending with a letter or digit (at most ${MAX_NETWORK_NAME})`);
   }
 
-  const datastore = optString(ipam, 'datastore', 'ipam.datastore') ?? 'file';
-  if (datastore === 'kubernetes' || datastore === 'etcd') {
-    warn(`ipam.datastore ${JSON.stringify(datastore)} is not supported yet: using the node-local file store`);
-  } else if (datastore !== 'file') {
-    throw invalidConfig('ipam.datastore', datastore, 'must be "file" (or whereabouts\' "kubernetes"/"etcd", served by the file store for now)');
-  }
   const dataDir = optString(ipam, 'data_dir', 'ipam.data_dir') ?? DEFAULT_DATA_DIR;
   if (!isAbsolute(dataDir)) throw invalidConfig('ipam.data_dir', dataDir, 'must be an absolute path');
-
-  if (ipam.kubernetes !== undefined && !isRecord(ipam.kubernetes)) throw invalidConfig('ipam.kubernetes', ipam.kubernetes, 'must be an object');
+  if (ipam.kubernetes !== undefined && ipam.kubernetes !== null && !isRecord(ipam.kubernetes)) throw invalidConfig('ipam.kubernetes', ipam.kubernetes, 'must be an object');
+  const store = readStoreConfig(ipam, dataDir);
   if (ipam.node_slice_size) warn('ipam.node_slice_size is ignored: the file store allocates from the whole range on each node');
   optString(ipam, 'log_file', 'ipam.log_file');
   optString(ipam, 'log_level', 'ipam.log_level');
@@ -201,8 +270,9 @@ export function loadWhereaboutsConf(raw: NetConf, env: CniEnv, opts: LoadOptions
     addresses,
     overlapping: optBool(ipam, 'enable_overlapping_ranges', 'ipam.enable_overlapping_ranges') ?? true,
     networkName,
-    datastore: 'file',
+    datastore: store.datastore,
     dataDir,
+    store,
     owner: { containerId: env.containerId, podRef: ns || pod ? `${ns}/${pod}` : '', ifName: env.ifName },
     warnings,
     flatFile: flat?.path,

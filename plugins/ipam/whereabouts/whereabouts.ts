@@ -1,24 +1,30 @@
 /**
  * whereabouts-compatible IPAM (type `whereabouts`): the lowest free address of each range,
- * from IPPool documents in a node-local file store (src/ipam). NADs written for whereabouts
- * work unchanged; see config.ts for the keys.
+ * from IPPool documents in the store `datastore` names (src/ipam): the node's files, etcd, or
+ * whereabouts' Kubernetes resources. NADs written for whereabouts work unchanged; see
+ * config.ts for the keys.
  */
 import { CniError, ErrorCode } from '../../../src/cni/errors.js';
 import type { CniEnv } from '../../../src/cni/env.js';
 import type { Attachment, Plugin, PluginContext } from '../../../src/cni/plugin.js';
 import type { IpConfig, NetConf, Result } from '../../../src/cni/types.js';
-import { FileStore } from '../../../src/ipam/file-store.js';
 import { parseIp } from '../../../src/ipam/ip.js';
 import { type IpamRequest, allocateAddresses, collectGarbage, findAddresses, releaseAddresses } from '../../../src/ipam/ipam.js';
-import type { IpamStore } from '../../../src/ipam/store.js';
+import { type OpenStore, openStore } from '../../../src/ipam/open-store.js';
 import { type WhereaboutsConf, loadWhereaboutsConf } from './config.js';
 
 function loadConf(raw: NetConf, env: CniEnv): WhereaboutsConf {
   return loadWhereaboutsConf(raw, env);
 }
 
-function storeOf(conf: WhereaboutsConf): IpamStore {
-  return new FileStore(conf.dataDir);
+/** Runs fn on the config's store, closing its connections after (tests run many in one process). */
+async function withStore<T>(conf: WhereaboutsConf, fn: (store: OpenStore) => Promise<T>): Promise<T> {
+  const store = await openStore(conf.store);
+  try {
+    return await fn(store);
+  } finally {
+    store.close?.();
+  }
 }
 
 function requestOf(conf: WhereaboutsConf): IpamRequest {
@@ -32,7 +38,7 @@ function logWarnings(conf: WhereaboutsConf, ctx: PluginContext): void {
 
 async function add(conf: WhereaboutsConf, ctx: PluginContext): Promise<Result> {
   logWarnings(conf, ctx);
-  const leases = await allocateAddresses(storeOf(conf), requestOf(conf), conf.owner);
+  const leases = await withStore(conf, (s) => allocateAddresses(s, requestOf(conf), conf.owner));
   const gwFamily = conf.gateway ? parseIp(conf.gateway)?.family : undefined;
   const ips: IpConfig[] = leases.map((l) => {
     const ip: IpConfig = { address: l.address };
@@ -50,14 +56,14 @@ async function add(conf: WhereaboutsConf, ctx: PluginContext): Promise<Result> {
 }
 
 async function del(conf: WhereaboutsConf, ctx: PluginContext): Promise<void> {
-  const released = await releaseAddresses(storeOf(conf), requestOf(conf), ctx.env.containerId, ctx.env.ifName);
+  const released = await withStore(conf, (s) => releaseAddresses(s, requestOf(conf), ctx.env.containerId, ctx.env.ifName));
   if (released.length) ctx.log.info(`whereabouts: released ${released.map((l) => l.address).join(', ')}`);
 }
 
 /** Every range holds an allocation for this container and ifname; prevResult, if given, lists them. */
 async function check(conf: WhereaboutsConf, ctx: PluginContext): Promise<void> {
   const owner = { ...conf.owner, podRef: '' };
-  const found = await findAddresses(storeOf(conf), requestOf(conf), owner);
+  const found = await withStore(conf, (s) => findAddresses(s, requestOf(conf), owner));
   const listed = new Set((ctx.prevResult?.ips ?? []).map((ip) => ip.address));
   found.forEach((l, i) => {
     const range = conf.ranges[i]!;
@@ -73,13 +79,13 @@ async function gc(conf: WhereaboutsConf, ctx: PluginContext, valid: Attachment[]
     ctx.log.warn('whereabouts: GC without cni.dev/valid-attachments; nothing released');
     return;
   }
-  const released = await collectGarbage(storeOf(conf), requestOf(conf), valid);
+  const released = await withStore(conf, (s) => collectGarbage(s, requestOf(conf), valid));
   if (released.length) ctx.log.info(`whereabouts: GC released ${released.map((l) => l.address).join(', ')}`);
 }
 
 /** STATUS (CNI 1.1): ready when the store can take allocations. */
 async function status(conf: WhereaboutsConf): Promise<void> {
-  await storeOf(conf).checkReady();
+  await withStore(conf, (s) => s.checkReady());
 }
 
 const plugin: Plugin<WhereaboutsConf> = { loadConf, add, del, check, gc, status };

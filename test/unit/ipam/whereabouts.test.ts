@@ -114,10 +114,37 @@ describe('whereabouts config', () => {
     expect(msg).toContain(value);
   });
 
-  it('whereabouts\' kubernetes/etcd keys and datastore values are accepted', () => {
+  it('datastore kubernetes reads whereabouts\' kubernetes.kubeconfig', () => {
     const c = load(conf({ range: '10.0.0.0/24', datastore: 'kubernetes', kubernetes: { kubeconfig: '/etc/cni/net.d/whereabouts.d/whereabouts.kubeconfig' }, etcd_host: 'x', log_file: '/tmp/x', log_level: 'debug' }));
-    expect(c.datastore).toBe('file');
-    expect(c.warnings[0]).toMatch(/datastore "kubernetes"/);
+    expect(c.datastore).toBe('kubernetes');
+    expect(c.store).toEqual({ datastore: 'kubernetes', kubeconfig: '/etc/cni/net.d/whereabouts.d/whereabouts.kubeconfig', timeoutMs: 10_000 });
+    expect(c.warnings).toEqual([]);
+  });
+
+  it('datastore etcd reads whereabouts\' legacy etcd_* keys', () => {
+    const c = load(conf({
+      range: '10.0.0.0/24', datastore: 'etcd', etcd_host: 'https://10.0.0.1:2379,10.0.0.2:2379', etcd_username: 'u', etcd_password: 'p',
+      etcd_ca_cert_file: '/pki/ca.crt', etcd_cert_file: '/pki/c.crt', etcd_key_file: '/pki/c.key', datastore_timeout_ms: 3000,
+    }));
+    expect(c.store).toEqual({
+      datastore: 'etcd', timeoutMs: 3000,
+      etcd: { endpoints: ['https://10.0.0.1:2379', '10.0.0.2:2379'], username: 'u', password: 'p', caFile: '/pki/ca.crt', certFile: '/pki/c.crt', keyFile: '/pki/c.key' },
+    });
+    expect(load(conf({ range: '10.0.0.0/24', datastore: 'etcd', etcd_endpoints: ['http://127.0.0.1:2379'], etcd_prefix: '/p' })).store)
+      .toEqual({ datastore: 'etcd', timeoutMs: 10_000, prefix: '/p', etcd: { endpoints: ['http://127.0.0.1:2379'] } });
+  });
+
+  it.each([
+    [{ datastore: 'kubernetes' }, 'ipam.kubernetes.kubeconfig'],
+    [{ datastore: 'etcd' }, 'ipam.etcd_host'],
+    [{ datastore: 'etcd', etcd_host: 'ftp://x' }, 'ipam.etcd_host'],
+    [{ datastore: 'etcd', etcd_host: 'h:1', etcd_cert_file: '/c' }, 'ipam.etcd_key_file'],
+    [{ datastore: 'etcd', etcd_host: 'h:1', etcd_ca_cert_file: 'rel' }, 'ipam.etcd_ca_cert_file'],
+    [{ datastore: 'etcd', etcd_host: 'h:1', datastore_timeout_ms: 5 }, 'ipam.datastore_timeout_ms'],
+  ])('cluster store config %j is code 7 naming %s', (extra, key) => {
+    const { code, msg } = codeOf(() => load(conf({ range: '10.0.0.0/24', ...extra })));
+    expect(code).toBe(7);
+    expect(msg).toContain(key);
   });
 
   it('the flat file fills only unset keys; its absence is not an error', () => {
