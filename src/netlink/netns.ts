@@ -31,8 +31,10 @@ export function inNetns<T>(fd: number, what: string, fn: () => T): T {
     setns(fd, CLONE_NEWNET);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
+    // A failure before the syscall (loading the native code) carries no errno: keep its message.
+    if (typeof e.errno !== 'number') throw err;
     // EINVAL: the path is not a network namespace.
-    throw new NetlinkError('enter network namespace', what, e.errno === 22 ? 'EINVAL' : `errno ${e.errno}`, Number(e.errno ?? 0));
+    throw new NetlinkError('enter network namespace', what, e.errno === 22 ? 'EINVAL' : `errno ${e.errno}`, e.errno);
   }
   try {
     return fn();
