@@ -8,6 +8,10 @@
  *                                                             application/strategic-merge-patch+json,
  *                                                             application/json-patch+json
  *   GET   /apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions/{name}
+ *   GET, POST           /apis/whereabouts.cni.cncf.io/v1alpha1/namespaces/{ns}/{ippools|overlappingrangeipreservations}
+ *   GET, PUT, DELETE    /apis/whereabouts.cni.cncf.io/v1alpha1/namespaces/{ns}/{ippools|overlappingrangeipreservations}/{name}
+ *                       (create: 409 AlreadyExists; update and delete precondition: 409 on a stale
+ *                       resourceVersion; 404 NotFound)
  *
  * HTTPS with a CA, server and client certificate made by `openssl` at test time; bearer tokens
  * or a client certificate signed by the CA; errors as metav1.Status objects: 401 Unauthorized,
@@ -84,6 +88,8 @@ interface Rule {
 
 type KubeObj = Record<string, any>;
 
+export type WhereaboutsPlural = 'ippools' | 'overlappingrangeipreservations';
+
 function status(code: number, reason: string, message: string): KubeObj {
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
 }
@@ -107,6 +113,10 @@ export class FakeApiServer {
   readonly requests: RequestRecord[] = [];
   private pods = new Map<string, KubeObj>();
   private nads = new Map<string, KubeObj>();
+  /** whereabouts resources by "<plural>/<ns>/<name>" */
+  private wb = new Map<string, KubeObj>();
+  /** answered 409 on a write of whereabouts resources because of a stale resourceVersion or an existing name */
+  conflicts = 0;
   private rv = 1000;
   private failures: Array<Rule & { status: number }> = [];
   private stalls: Rule[] = [];
@@ -160,8 +170,8 @@ export class FakeApiServer {
     await new Promise<void>((resolve) => s.close(() => resolve()));
   }
 
-  /** Writes a kubeconfig for this server: a token inline, a token file, or the client certificate. */
-  writeKubeconfig(dir: string, auth: { token?: string; tokenFile?: string; clientCert?: boolean } = { token: 'good-token' }): string {
+  /** Writes a kubeconfig for this server: a token inline, a token file, or the client certificate; `namespace` in its context. */
+  writeKubeconfig(dir: string, auth: { token?: string; tokenFile?: string; clientCert?: boolean; namespace?: string } = { token: 'good-token' }): string {
     const c = makeCerts();
     mkdirSync(dir, { recursive: true });
     const user: string[] = [];
@@ -180,6 +190,7 @@ export class FakeApiServer {
       '- context:',
       '    cluster: fake',
       '    user: multinic',
+      ...(auth.namespace ? [`    namespace: ${auth.namespace}`] : []),
       '  name: fake',
       'current-context: fake',
       'users:',
@@ -230,6 +241,24 @@ export class FakeApiServer {
     };
     this.nads.set(`${namespace}/${name}`, nad);
     return nad;
+  }
+
+  /** A whereabouts resource ('ippools' or 'overlappingrangeipreservations'), as stored. */
+  getWhereabouts(plural: WhereaboutsPlural, namespace: string, name: string): KubeObj | undefined {
+    return this.wb.get(`${plural}/${namespace}/${name}`);
+  }
+
+  listWhereabouts(plural: WhereaboutsPlural, namespace?: string): KubeObj[] {
+    return [...this.wb.entries()]
+      .filter(([k]) => k.startsWith(`${plural}/${namespace === undefined ? '' : `${namespace}/`}`))
+      .map(([, v]) => v);
+  }
+
+  /** Stores a whereabouts resource as another writer would (a new resourceVersion). */
+  putWhereabouts(plural: WhereaboutsPlural, namespace: string, obj: KubeObj): KubeObj {
+    const stored = { ...obj, metadata: { ...obj.metadata, namespace, uid: obj.metadata?.uid ?? randomUUID(), resourceVersion: String(++this.rv) } };
+    this.wb.set(`${plural}/${namespace}/${obj.metadata.name}`, stored);
+    return stored;
   }
 
   /** The next `times` matching requests get `status` (a metav1.Status body). */
@@ -314,7 +343,58 @@ export class FakeApiServer {
       const nad = this.nads.get(`${m[1]}/${m[2]}`);
       return nad ? [200, nad] : [404, status(404, 'NotFound', `network-attachment-definitions.k8s.cni.cncf.io "${m[2]}" not found`)];
     }
+    m = /^\/apis\/whereabouts\.cni\.cncf\.io\/v1alpha1\/namespaces\/([^/]+)\/(ippools|overlappingrangeipreservations)(?:\/([^/]+))?$/.exec(path);
+    if (m) return this.whereabouts(method, m[1]!, m[2] as WhereaboutsPlural, m[3], text);
     return [404, status(404, 'NotFound', 'the server could not find the requested resource')];
+  }
+
+  private whereabouts(method: string, ns: string, plural: WhereaboutsPlural, name: string | undefined, text: string): [number, KubeObj] {
+    const kind = plural === 'ippools' ? 'IPPool' : 'OverlappingRangeIPReservation';
+    const notFound = (n: string): [number, KubeObj] => [404, status(404, 'NotFound', `${plural}.whereabouts.cni.cncf.io "${n}" not found`)];
+    const conflict = (n: string): [number, KubeObj] => {
+      this.conflicts++;
+      return [409, status(409, 'Conflict', `Operation cannot be fulfilled on ${plural}.whereabouts.cni.cncf.io "${n}": the object has been modified; please apply your changes to the latest version and try again`)];
+    };
+    let body: any;
+    if (method === 'POST' || method === 'PUT' || (method === 'DELETE' && text)) {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        return [400, status(400, 'BadRequest', 'the request body is not JSON')];
+      }
+    }
+    if (name === undefined) {
+      if (method === 'GET') {
+        const items = this.listWhereabouts(plural, ns).map(({ apiVersion: _a, kind: _k, ...rest }) => rest);
+        return [200, { apiVersion: 'whereabouts.cni.cncf.io/v1alpha1', kind: `${kind}List`, metadata: { resourceVersion: String(this.rv) }, items }];
+      }
+      if (method !== 'POST') return [405, status(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource')];
+      const n = body?.metadata?.name;
+      if (typeof n !== 'string' || !n) return [422, status(422, 'Invalid', 'metadata.name: Required value')];
+      if (body.metadata.resourceVersion) return [400, status(400, 'BadRequest', 'resourceVersion should not be set on objects to be created')];
+      if (this.wb.has(`${plural}/${ns}/${n}`)) {
+        this.conflicts++;
+        return [409, { ...status(409, 'AlreadyExists', `${plural}.whereabouts.cni.cncf.io "${n}" already exists`), details: { name: n, kind: plural } }];
+      }
+      return [201, this.putWhereabouts(plural, ns, { ...body, apiVersion: 'whereabouts.cni.cncf.io/v1alpha1', kind, metadata: { ...body.metadata, uid: undefined } })];
+    }
+    const cur = this.wb.get(`${plural}/${ns}/${name}`);
+    if (method === 'GET') return cur ? [200, cur] : notFound(name);
+    if (method === 'PUT') {
+      if (!cur) return notFound(name);
+      if (body?.metadata?.name !== name) return [400, status(400, 'BadRequest', 'the name of the object does not match the name on the URL')];
+      if (!body.metadata.resourceVersion) return [422, status(422, 'Invalid', 'metadata.resourceVersion: Invalid value: 0x0: must be specified for an update')];
+      if (body.metadata.resourceVersion !== cur.metadata.resourceVersion) return conflict(name);
+      return [200, this.putWhereabouts(plural, ns, { ...body, apiVersion: 'whereabouts.cni.cncf.io/v1alpha1', kind, metadata: { ...body.metadata, uid: cur.metadata.uid } })];
+    }
+    if (method === 'DELETE') {
+      if (!cur) return notFound(name);
+      const pre = body?.preconditions ?? {};
+      if ((pre.resourceVersion && pre.resourceVersion !== cur.metadata.resourceVersion) || (pre.uid && pre.uid !== cur.metadata.uid)) return conflict(name);
+      this.wb.delete(`${plural}/${ns}/${name}`);
+      return [200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name, kind: plural } }];
+    }
+    return [405, status(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource')];
   }
 
   private writeStatus(method: string, pod: KubeObj, contentType: string, text: string): [number, KubeObj] {
