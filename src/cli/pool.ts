@@ -6,8 +6,14 @@
  *   pool release <ip> | --pod ns/name frees addresses (and their overlapping reservations)
  *   pool export [--namespace ns]      kubectl-applyable YAML of the IPPools and reservations
  *   pool import [file|-]              writes IPPools/reservations from YAML or JSON
+ *   pool migrate --from file --to etcd|kubernetes
+ *                                     copies this node's pools into a cluster store, merged
+ *                                     with what is there (an address held by two owners stops it)
+ *   pool gc --kubeconfig f            releases allocations whose pods no longer exist
  *
- * Every change goes through the store's transaction, under the same lock as ADD and DEL.
+ * Every command works on any store: --datastore file (--data-dir), etcd (--etcd-host …) or
+ * kubernetes (--kubeconfig), the IPAM config's keys as options. Every change goes through the
+ * store's transaction, as ADD and DEL do (the file lock, or a conditional write).
  */
 import { readFileSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
@@ -24,13 +30,25 @@ import {
   poolShapeError,
   reservationShapeError,
 } from '../ipam/documents.js';
-import { DEFAULT_DATA_DIR, FileStore } from '../ipam/file-store.js';
+import { DEFAULT_DATA_DIR } from '../ipam/file-store.js';
+import { type OpenStore, type StoreConfig, openStore } from '../ipam/open-store.js';
+import { readStoreConfig } from '../../plugins/ipam/whereabouts/config.js';
 import { parseIp } from '../ipam/ip.js';
 import { addressAt, offsetOf, parseRange } from '../ipam/range.js';
 import type { IpamStore } from '../ipam/store.js';
 
 interface PoolArgs {
   'data-dir': string;
+  datastore: string;
+  kubeconfig?: string;
+  'etcd-host'?: string;
+  'etcd-username'?: string;
+  'etcd-password'?: string;
+  'etcd-ca-cert-file'?: string;
+  'etcd-cert-file'?: string;
+  'etcd-key-file'?: string;
+  'etcd-prefix'?: string;
+  'timeout-ms'?: number;
 }
 
 class UsageError extends Error {}
@@ -205,6 +223,128 @@ export async function importPools(store: IpamStore, text: string): Promise<strin
   return `imported ${pools.length} pool(s) with ${n} allocation(s) and ${reservations.length} reservation(s) into ${store.location}\n`;
 }
 
+/**
+ * Copies every pool and reservation of `src` into `dst` in one transaction: a pool that exists
+ * there gets the allocations it lacks; an address held there by another owner (another
+ * container) stops the whole migration, naming it, with nothing written.
+ */
+export async function migratePools(src: IpamStore, dst: IpamStore): Promise<string> {
+  const pools = await src.listPools();
+  const reservations = await src.listReservations();
+  let added = 0;
+  let kept = 0;
+  await dst.transaction(async (tx) => {
+    added = 0;
+    kept = 0;
+    for (const r of reservations) {
+      const cur = await tx.getReservation(r.metadata.name);
+      if (cur && cur.spec.podref !== r.spec.podref) {
+        throw new UsageError(`reservation ${r.metadata.name} is held by ${cur.spec.podref} in ${dst.location}, by ${r.spec.podref} in ${src.location}`);
+      }
+      if (!cur) tx.putReservation({ apiVersion: API_VERSION, kind: RESERVATION_KIND, metadata: { name: r.metadata.name }, spec: r.spec });
+    }
+    for (const p of pools) {
+      const cur = await tx.getPool(p.metadata.name);
+      if (cur && cur.spec.range !== p.spec.range) throw new UsageError(`pool ${p.metadata.name} has range ${cur.spec.range} in ${dst.location}, ${p.spec.range} in ${src.location}`);
+      const pool: IPPool = cur ?? { apiVersion: API_VERSION, kind: POOL_KIND, metadata: { name: p.metadata.name }, spec: { range: p.spec.range, allocations: {} } };
+      let changed = !cur;
+      for (const { key, entry, ip } of poolEntries(p)) {
+        const there = pool.spec.allocations[key];
+        if (there && there.id !== entry.id) throw new UsageError(`${ip} of pool ${p.metadata.name} is held by ${there.podref || there.id} in ${dst.location}, by ${entry.podref || entry.id} in ${src.location}`);
+        if (there) {
+          kept++;
+          continue;
+        }
+        pool.spec.allocations[key] = entry;
+        added++;
+        changed = true;
+      }
+      if (changed) tx.putPool(pool);
+    }
+  });
+  // read back: every source allocation is there
+  const after = new Map((await dst.listPools()).map((p) => [p.metadata.name, p]));
+  for (const p of pools) {
+    for (const { key, entry, ip } of poolEntries(p)) {
+      if (after.get(p.metadata.name)?.spec.allocations[key]?.id !== entry.id) throw new UsageError(`after the migration, ${ip} of ${p.metadata.name} is not ${entry.id}'s in ${dst.location}`);
+    }
+  }
+  return (
+    `migrated ${pools.length} pool(s) from ${src.location} to ${dst.location}: ${added} allocation(s) added, ${kept} already there, ` +
+    `${reservations.length} reservation(s)\n${src.location} is left as it was: switch the NADs' datastore, then remove it\n`
+  );
+}
+
+/** Whether a pod exists: 'gone' only on a 404, 'unknown' when the API did not say. */
+export type PodLookup = (podRef: string) => Promise<'exists' | 'gone' | 'unknown'>;
+
+async function podLookup(kubeconfig: string): Promise<PodLookup> {
+  const [{ KubeClient }, { loadClientConfig }] = await Promise.all([import('../delegate/k8s/client.js'), import('../delegate/k8s/kubeconfig.js')]);
+  const client = new KubeClient(loadClientConfig(kubeconfig));
+  return async (podRef) => {
+    const [ns, name] = podRef.split('/');
+    if (!ns || !name) return 'unknown';
+    try {
+      const res = await client.request('GET', `/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(name)}`);
+      return res.status === 404 ? 'gone' : res.status === 200 ? 'exists' : 'unknown';
+    } catch {
+      return 'unknown';
+    }
+  };
+}
+
+/**
+ * Releases allocations and reservations whose pod is gone, without whereabouts' races: a
+ * candidate found in a first scan is released only inside a store transaction that reads the
+ * pool again, finds the same entry (same container, pod and ifname: a pod re-created under the
+ * same name and ADDed again has another container ID, whereabouts #176), and asks the API
+ * about the pod again right then (a pod created during the scan exists by now, #207). A
+ * conflicting write (an ADD meanwhile) runs the check again on fresh reads. Only a 404 frees.
+ */
+export async function collectOrphans(store: IpamStore, podState: PodLookup, opts: { dryRun?: boolean } = {}): Promise<string[]> {
+  const pools = await store.listPools();
+  const reservations = await store.listReservations();
+  const state = new Map<string, Promise<string>>();
+  const first = (podRef: string) => {
+    let s = state.get(podRef);
+    if (!s) state.set(podRef, (s = podState(podRef)));
+    return s;
+  };
+  const candidates: Array<{ pool: string; key: string; ip: string; entry: IPAllocation }> = [];
+  for (const p of pools) for (const e of poolEntries(p)) if (e.entry.podref && (await first(e.entry.podref)) === 'gone') candidates.push({ pool: p.metadata.name, ...e });
+  const stray: OverlappingRangeIPReservation[] = [];
+  for (const r of reservations) if (r.spec.podref && (await first(r.spec.podref)) === 'gone') stray.push(r);
+  if (opts.dryRun) {
+    return [
+      ...candidates.map((c) => `would release ${c.pool} ${c.ip} (${c.entry.podref}, ${c.entry.id})`),
+      ...stray.map((r) => `would delete reservation ${r.metadata.name} (${r.spec.podref})`),
+    ];
+  }
+  return store.transaction(async (tx) => {
+    const lines: string[] = [];
+    const touched = new Map<string, IPPool>();
+    for (const c of candidates) {
+      const pool = touched.get(c.pool) ?? (await tx.getPool(c.pool));
+      if (!pool) continue;
+      const cur = pool.spec.allocations[c.key];
+      if (!cur || cur.id !== c.entry.id || cur.podref !== c.entry.podref || (cur.ifname ?? '') !== (c.entry.ifname ?? '')) continue;
+      if ((await podState(c.entry.podref)) !== 'gone') continue;
+      delete pool.spec.allocations[c.key];
+      touched.set(c.pool, pool);
+      lines.push(`released ${c.pool} ${c.ip} (${c.entry.podref}, ${c.entry.id})`);
+    }
+    for (const p of touched.values()) tx.putPool(p);
+    for (const r of stray) {
+      const cur = await tx.getReservation(r.metadata.name);
+      if (!cur || cur.spec.podref !== r.spec.podref || cur.spec.containerid !== r.spec.containerid) continue;
+      if ((await podState(r.spec.podref)) !== 'gone') continue;
+      tx.deleteReservation(r.metadata.name);
+      lines.push(`deleted reservation ${r.metadata.name} (${r.spec.podref})`);
+    }
+    return lines;
+  });
+}
+
 async function run(fn: () => Promise<void>): Promise<void> {
   try {
     await fn();
@@ -215,22 +355,50 @@ async function run(fn: () => Promise<void>): Promise<void> {
   }
 }
 
-const storeOf = (argv: PoolArgs): IpamStore => new FileStore(argv['data-dir']);
+/** The store the options name, as the IPAM config's keys would (datastore given or overridden). */
+export function storeConfigOf(argv: PoolArgs, datastore = argv.datastore): StoreConfig {
+  const ipam: Record<string, unknown> = { datastore };
+  if (argv.kubeconfig) ipam.kubernetes = { kubeconfig: argv.kubeconfig };
+  for (const k of ['etcd-host', 'etcd-username', 'etcd-password', 'etcd-ca-cert-file', 'etcd-cert-file', 'etcd-key-file', 'etcd-prefix'] as const) {
+    if (argv[k]) ipam[k.replaceAll('-', '_')] = argv[k];
+  }
+  if (argv['timeout-ms'] !== undefined) ipam.datastore_timeout_ms = argv['timeout-ms'];
+  return readStoreConfig(ipam, argv['data-dir']);
+}
+
+async function withStore<T>(argv: PoolArgs, fn: (store: OpenStore) => Promise<T>, datastore?: string): Promise<T> {
+  const store = await openStore(storeConfigOf(argv, datastore));
+  try {
+    return await fn(store);
+  } finally {
+    store.close?.();
+  }
+}
 
 export const poolCommand: CommandModule<object, PoolArgs> = {
   command: 'pool <command>',
   describe: 'list, show, release, export and import the whereabouts-compatible IP pools of this node',
   builder: (y: Argv) =>
     y
-      .option('data-dir', { type: 'string', default: DEFAULT_DATA_DIR, describe: 'the IPAM data_dir' })
+      .option('datastore', { type: 'string', default: 'file', choices: ['file', 'etcd', 'kubernetes'], describe: 'where the pools are' })
+      .option('data-dir', { type: 'string', default: DEFAULT_DATA_DIR, describe: 'the IPAM data_dir (file)' })
+      .option('kubeconfig', { type: 'string', describe: 'kubeconfig (kubernetes store; pods for gc)' })
+      .option('etcd-host', { type: 'string', describe: 'etcd endpoints: URL or host:port, comma-separated' })
+      .option('etcd-username', { type: 'string' })
+      .option('etcd-password', { type: 'string' })
+      .option('etcd-ca-cert-file', { type: 'string' })
+      .option('etcd-cert-file', { type: 'string' })
+      .option('etcd-key-file', { type: 'string' })
+      .option('etcd-prefix', { type: 'string', describe: 'key prefix (default /whereabouts.cni.cncf.io)' })
+      .option('timeout-ms', { type: 'number', describe: 'budget of one store transaction (cluster stores)' })
       .command('list', 'every pool: name, range, allocated addresses', {}, (argv) =>
-        run(async () => out(await listPools(storeOf(argv as unknown as PoolArgs)))),
+        run(async () => out(await withStore(argv as unknown as PoolArgs, listPools))),
       )
       .command(
         'show <pool>',
         'the allocations of one pool: IP, pod, container, ifname',
         (b) => b.positional('pool', { type: 'string', demandOption: true }),
-        (argv) => run(async () => out(await showPool(storeOf(argv as unknown as PoolArgs), argv.pool as string))),
+        (argv) => run(async () => out(await withStore(argv as unknown as PoolArgs, (st) => showPool(st, argv.pool as string)))),
       )
       .command(
         'release [ip]',
@@ -246,7 +414,7 @@ export const poolCommand: CommandModule<object, PoolArgs> = {
             if (argv.ip) req.ip = argv.ip as string;
             if (argv.pod) req.pod = argv.pod as string;
             if (argv.pool) req.pool = argv.pool as string;
-            const freed = await releaseFromPools(storeOf(argv as unknown as PoolArgs), req);
+            const freed = await withStore(argv as unknown as PoolArgs, (st) => releaseFromPools(st, req));
             out(freed.length ? freed.map((f) => `released ${f}`).join('\n') : 'nothing to release');
           }),
       )
@@ -254,7 +422,7 @@ export const poolCommand: CommandModule<object, PoolArgs> = {
         'export',
         'print the pools and reservations as kubectl-applyable YAML',
         (b) => b.option('namespace', { alias: 'n', type: 'string', describe: 'metadata.namespace to set (whereabouts\' namespace)' }),
-        (argv) => run(async () => out(await exportPools(storeOf(argv as unknown as PoolArgs), argv.namespace as string | undefined))),
+        (argv) => run(async () => out(await withStore(argv as unknown as PoolArgs, (st) => exportPools(st, argv.namespace as string | undefined)))),
       )
       .command(
         'import [file]',
@@ -264,9 +432,36 @@ export const poolCommand: CommandModule<object, PoolArgs> = {
           run(async () => {
             const file = argv.file as string;
             const text = readFileSync(file === '-' ? 0 : file, 'utf8');
-            out(await importPools(storeOf(argv as unknown as PoolArgs), text));
+            out(await withStore(argv as unknown as PoolArgs, (st) => importPools(st, text)));
           }),
       )
-      .demandCommand(1, 'name a pool command: list, show, release, export, import'),
+      .command(
+        'migrate',
+        'copy pools and reservations from one store into another, merged with what it holds',
+        (b) =>
+          b
+            .option('from', { type: 'string', default: 'file', choices: ['file', 'etcd', 'kubernetes'] })
+            .option('to', { type: 'string', demandOption: true, choices: ['file', 'etcd', 'kubernetes'] }),
+        (argv) =>
+          run(async () => {
+            const a = argv as unknown as PoolArgs & { from: string; to: string };
+            if (a.from === a.to) throw new UsageError('--from and --to name the same store');
+            out(await withStore(a, (src) => withStore(a, (dst) => migratePools(src, dst), a.to), a.from));
+          }),
+      )
+      .command(
+        'gc',
+        'release allocations (and reservations) whose pods no longer exist; each is checked again right before it is released',
+        (b) => b.option('dry-run', { type: 'boolean', default: false, describe: 'only list what would be released' }),
+        (argv) =>
+          run(async () => {
+            const a = argv as unknown as PoolArgs & { 'dry-run': boolean };
+            if (!a.kubeconfig) throw new UsageError('gc needs --kubeconfig to look pods up');
+            const pods = await podLookup(a.kubeconfig);
+            const lines = await withStore(a, (st) => collectOrphans(st, pods, { dryRun: a['dry-run'] }));
+            out(lines.length ? lines.join('\n') : 'nothing to release');
+          }),
+      )
+      .demandCommand(1, 'name a pool command: list, show, release, export, import, migrate, gc'),
   handler: () => {},
 };
