@@ -35,6 +35,8 @@ REQUIREMENTS=(
   # bridge ipMasq (iptables backend) and macspoofchk / nftables backend
   "cmd:iptables|iptables"
   "cmd:nft|nftables"
+  # the etcd IPAM store's tests start a real etcd on loopback
+  "/usr/bin/etcd|etcd-server"
 )
 
 present() {
