@@ -78,15 +78,21 @@ export interface BridgeConf {
 function parseTrunk(value: unknown): BridgeVlan[] {
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value)) throw invalidConfig('vlanTrunk', value, 'must be a list of {id} or {minID, maxID}');
-  return value.map((t, i) => {
+  // As the reference reads an entry: its range (minID and maxID together), then its id.
+  return value.flatMap((t, i) => {
     const where = `vlanTrunk[${i}]`;
     if (!isRecord(t)) throw invalidConfig(where, t, 'must be {id} or {minID, maxID}');
     const id = optInt(t, 'id', 1, 4094, `${where}.id`);
     const min = optInt(t, 'minID', 1, 4094, `${where}.minID`);
     const max = optInt(t, 'maxID', 1, 4094, `${where}.maxID`);
-    if (id !== undefined) return { vid: id };
-    if (min === undefined || max === undefined || min > max) throw invalidConfig(where, t, 'needs id, or minID ≤ maxID');
-    return { vid: min, vidEnd: max };
+    const out: BridgeVlan[] = [];
+    if (min !== undefined || max !== undefined) {
+      if (min === undefined || max === undefined || min > max) throw invalidConfig(where, t, 'needs minID ≤ maxID, both set');
+      out.push({ vid: min, vidEnd: max });
+    }
+    if (id !== undefined) out.push({ vid: id });
+    if (!out.length) throw invalidConfig(where, t, 'needs id, or minID ≤ maxID');
+    return out;
   });
 }
 
