@@ -28,7 +28,7 @@ beforeEach(() => {
 });
 
 let netSeq = 0;
-function netconf(ipam: Record<string, unknown> = {}): { ipam: { network_name: string } } & object {
+function netconf(ipam: Record<string, unknown> = {}): { ipam: { network_name: string; [k: string]: unknown }; [k: string]: unknown } {
   return {
     cniVersion: '1.0.0',
     name: 'wbnet',
