@@ -82,9 +82,18 @@ export function setupMasq(backend: MasqBackend, network: string, containerId: st
     const multicast = c.family === 2 ? '224.0.0.0/4' : 'ff00::/8';
     lines.push(`add rule inet ${NFT_MASQ_TABLE} ${chain} ${fam} daddr ${networkOf(c)} accept`);
     lines.push(`add rule inet ${NFT_MASQ_TABLE} ${chain} ${fam} daddr != ${multicast} masquerade`);
-    lines.push(`add rule inet ${NFT_MASQ_TABLE} postrouting ${fam} saddr ${c.ip} jump ${chain} comment ${JSON.stringify(comment)}`);
+    lines.push(`add rule inet ${NFT_MASQ_TABLE} postrouting ${fam} saddr ${c.ip} jump ${chain} comment ${nftString(comment)}`);
   }
   mustRun('nft', ['-f', '-'], lines.join('\n') + '\n');
+}
+
+/**
+ * A quoted nft string: nft has no escape for `"` inside one (the reference's comment quotes the
+ * network and the container id, which made `nft -f` reject the whole ruleset), and caps
+ * comments at 128 bytes.
+ */
+function nftString(text: string): string {
+  return `"${text.replaceAll('"', '').slice(0, 128)}"`;
 }
 
 /** Removes the masquerade of one container; anything already gone is fine. */
@@ -136,7 +145,7 @@ function spoofTag(containerId: string, ifName: string): string {
 
 /** Drops frames the pod sends through `hostVeth` with any source MAC but `mac`. */
 export function setupMacSpoofCheck(hostVeth: string, mac: string, containerId: string, ifName: string): void {
-  const tag = JSON.stringify(spoofTag(containerId, ifName));
+  const tag = nftString(spoofTag(containerId, ifName));
   mustRun(
     'nft',
     ['-f', '-'],
