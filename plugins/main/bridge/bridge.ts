@@ -127,6 +127,11 @@ function loadConf(raw: NetConf, env: CniEnv): BridgeConf {
   if (raw.ipam !== undefined && !isRecord(raw.ipam)) throw invalidConfig('ipam', raw.ipam, 'must be an object');
   const ipamType = isRecord(raw.ipam) ? raw.ipam.type : undefined;
   if (ipamType !== undefined && (typeof ipamType !== 'string' || ipamType === '')) throw invalidConfig('ipam.type', ipamType, 'must be a plugin name');
+  const disableContainerInterface = optBool(raw, 'disableContainerInterface') ?? false;
+  // As the reference since it knows the key: the IPs would be promised in the result and never configured.
+  if (disableContainerInterface && typeof ipamType === 'string') {
+    throw invalidConfig('disableContainerInterface', true, `cannot be set together with ipam (type ${ipamType}): the pod end stays unconfigured`);
+  }
   const bridge = optString(raw, 'bridge') || 'cni0';
   if (Buffer.byteLength(bridge) > 15 || /[/:\s]/.test(bridge)) throw invalidConfig('bridge', bridge, 'is not a valid interface name');
   const uplink = optString(raw, 'uplink') || undefined;
@@ -146,7 +151,7 @@ function loadConf(raw: NetConf, env: CniEnv): BridgeConf {
     preserveDefaultVlan: optBool(raw, 'preserveDefaultVlan') ?? true,
     macspoofchk: optBool(raw, 'macspoofchk') ?? false,
     enableDad: optBool(raw, 'enabledad') ?? false,
-    disableContainerInterface: optBool(raw, 'disableContainerInterface') ?? false,
+    disableContainerInterface,
     portIsolation: optBool(raw, 'portIsolation') ?? false,
     uplink,
     mac,
