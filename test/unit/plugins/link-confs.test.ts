@@ -102,7 +102,6 @@ describe('bridge config', () => {
         preserveDefaultVlan: false,
         macspoofchk: true,
         enabledad: true,
-        disableContainerInterface: true,
         portIsolation: true,
         uplink: 'ens256',
         ipam: { type: 'host-local' },
@@ -123,7 +122,7 @@ describe('bridge config', () => {
       preserveDefaultVlan: false,
       macspoofchk: true,
       enableDad: true,
-      disableContainerInterface: true,
+      disableContainerInterface: false,
       portIsolation: true,
       uplink: 'ens256',
       mac: undefined,
@@ -131,6 +130,8 @@ describe('bridge config', () => {
     });
     expect(bridge.loadConf(conf({ ipMasqBackend: 'iptables' }), env()).ipMasqBackend).toBe('iptables');
     expect(bridge.loadConf(conf({ promiscMode: true }), env()).promiscMode).toBe(true);
+    expect(bridge.loadConf(conf({ disableContainerInterface: true }), env()).disableContainerInterface).toBe(true);
+    expect(bridge.loadConf(conf({ disableContainerInterface: true, ipam: {} }), env()).hasIpam).toBe(false);
   });
 
   it('isDefaultGateway implies isGateway', () => {
@@ -190,6 +191,7 @@ describe('bridge config', () => {
     [{ enabledad: 'true' }, 'enabledad', '"true"'],
     [{ disableContainerInterface: 0 }, 'disableContainerInterface', '0'],
     [{ portIsolation: 'true' }, 'portIsolation', '"true"'],
+    [{ disableContainerInterface: true, ipam: { type: 'static' } }, 'disableContainerInterface', 'true'],
     [{ uplink: 5 }, 'uplink', '5'],
     [{ runtimeConfig: { mac: '01:00:5e:00:00:01' } }, 'mac', '"01:00:5e:00:00:01"'],
     [{ args: { cni: { mac: 'nope' } } }, 'mac', '"nope"'],
