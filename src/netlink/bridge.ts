@@ -5,6 +5,7 @@
  */
 import { createRtNetlink, type RtNetlinkSocket } from 'netlink/dist/rt/rt.js';
 import { MessageType } from 'netlink/dist/rt/gen_structs.js';
+import { rawAttr } from './attr.js';
 import { toNetlinkError } from './errors.js';
 import { inNetns } from './netns.js';
 
@@ -23,12 +24,6 @@ const BRIDGE_VLAN_INFO_UNTAGGED = 4;
 const BRIDGE_VLAN_INFO_RANGE_BEGIN = 8;
 const BRIDGE_VLAN_INFO_RANGE_END = 16;
 
-function attr(type: number, value: Buffer): Buffer {
-  const header = Buffer.alloc(4);
-  header.writeUInt16LE(4 + value.length, 0);
-  header.writeUInt16LE(type, 2);
-  return Buffer.concat([header, value, Buffer.alloc((4 - (value.length % 4)) % 4)]);
-}
 
 function ifinfomsg(family: number, index: number): Buffer {
   const b = Buffer.alloc(16);
@@ -54,12 +49,12 @@ export interface BridgePortFlags {
 /** Sets port flags of `index`, a port of a bridge (ip link set … type bridge_slave hairpin on isolated on). */
 export async function setBridgePortFlags(netnsFd: number | undefined, index: number, flags: BridgePortFlags): Promise<void> {
   const data: Buffer[] = [];
-  if (flags.hairpin !== undefined) data.push(attr(IFLA_BRPORT_MODE, Buffer.from([flags.hairpin ? 1 : 0])));
-  if (flags.isolated !== undefined) data.push(attr(IFLA_BRPORT_ISOLATED, Buffer.from([flags.isolated ? 1 : 0])));
+  if (flags.hairpin !== undefined) data.push(rawAttr(IFLA_BRPORT_MODE, Buffer.from([flags.hairpin ? 1 : 0])));
+  if (flags.isolated !== undefined) data.push(rawAttr(IFLA_BRPORT_ISOLATED, Buffer.from([flags.isolated ? 1 : 0])));
   if (data.length === 0) return;
-  const info = attr(
+  const info = rawAttr(
     IFLA_LINKINFO | NLA_F_NESTED,
-    Buffer.concat([attr(IFLA_INFO_SLAVE_KIND, Buffer.from('bridge\0')), attr(IFLA_INFO_SLAVE_DATA | NLA_F_NESTED, Buffer.concat(data))]),
+    Buffer.concat([rawAttr(IFLA_INFO_SLAVE_KIND, Buffer.from('bridge\0')), rawAttr(IFLA_INFO_SLAVE_DATA | NLA_F_NESTED, Buffer.concat(data))]),
   );
   await withSocket(netnsFd, async (s) => {
     try {
@@ -83,7 +78,7 @@ function vlanInfo(flags: number, vid: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt16LE(flags, 0);
   b.writeUInt16LE(vid, 2);
-  return attr(IFLA_BRIDGE_VLAN_INFO, b);
+  return rawAttr(IFLA_BRIDGE_VLAN_INFO, b);
 }
 
 function vlanSpec(v: BridgeVlan): Buffer {
@@ -104,7 +99,7 @@ export async function delBridgeVlans(netnsFd: number | undefined, index: number,
 
 async function changeVlans(netnsFd: number | undefined, index: number, vlans: BridgeVlan[], type: MessageType, what: string): Promise<void> {
   if (vlans.length === 0) return;
-  const spec = attr(IFLA_AF_SPEC | NLA_F_NESTED, Buffer.concat(vlans.map(vlanSpec)));
+  const spec = rawAttr(IFLA_AF_SPEC | NLA_F_NESTED, Buffer.concat(vlans.map(vlanSpec)));
   await withSocket(netnsFd, async (s) => {
     try {
       await s.request(type, [ifinfomsg(AF_BRIDGE, index), spec]);

@@ -14,6 +14,7 @@ import { formatAddressMessage, formatRuleMessage, type LinkMessage } from 'netli
 import * as ifla from 'netlink/dist/rt/ifla.js';
 import { AttrStream, type NetlinkMessage, type StreamData } from 'netlink/dist/structs.js';
 import { Flags, FlagsNew, MessageType as NlMessageType } from 'netlink/dist/constants.js';
+import { rawAttr, u32 } from './attr.js';
 import { NetlinkError, toNetlinkError } from './errors.js';
 import { AF_INET, AF_INET6, bufferToIp, bufferToMac, ipToBuffer, macToBuffer, parseCidr } from './ip.js';
 import { inNetns, openNetns } from './netns.js';
@@ -117,21 +118,6 @@ export interface RuleSpec {
 
 export interface RuleInfo extends RuleSpec {
   action: number;
-}
-
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n >>> 0);
-  return b;
-}
-
-/** One netlink attribute (length, type, value, padding to 4 bytes). */
-function rawAttr(type: number, value: Buffer): Buffer {
-  const header = Buffer.alloc(4);
-  header.writeUInt16LE(4 + value.length, 0);
-  header.writeUInt16LE(type, 2);
-  const pad = Buffer.alloc((4 - (value.length % 4)) % 4);
-  return Buffer.concat([header, value, pad]);
 }
 
 function materialize(data: StreamData): Buffer {
