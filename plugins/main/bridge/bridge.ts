@@ -231,7 +231,32 @@ function gatewayOf(ip: IpConfig): string {
   return bufferToIp(buf);
 }
 
-/** Puts gateway `gw` (with the prefix of its subnet) on the bridge; forceAddress replaces a different one. */
+/**
+ * With `vlan` and a gateway, the gateway lives on `<bridge>.<vlan>`, as in the reference: one end
+ * of a veth pair on the node whose other end is an untagged port of that VLAN (the bridge
+ * device itself is not a member of the VLAN). Made once, kept for the next pods.
+ */
+async function ensureVlanGateway(conf: BridgeConf, host: NetlinkHandle, br: LinkInfo, ctx: PluginContext): Promise<LinkInfo> {
+  const name = `${conf.bridge}.${conf.vlan}`;
+  const existing = await host.getLink(name);
+  if (existing) return existing;
+  if (Buffer.byteLength(name) > 15) throw invalidConfig('vlan', conf.vlan, `with isGateway needs the interface ${name}, a name longer than 15 bytes`);
+  const peerName = hostVethName();
+  await host.createLink({ name, kind: { kind: 'veth', peerName }, mtu: br.mtu || undefined, txQueueLen: 0 });
+  const gw = await host.requireLink(name);
+  const index = gw.index;
+  ctx.rollback.push(`delete vlan gateway ${name}`, () => deleteHostLink(index));
+  const peer = await host.requireLink(peerName);
+  await host.setLinkTxQueueLen(peer.index, 0);
+  await host.setLinkMaster(peer.index, br.index);
+  if (!conf.preserveDefaultVlan) await delBridgeVlans(undefined, peer.index, [{ vid: 1 }]);
+  await addBridgeVlans(undefined, peer.index, [{ vid: conf.vlan, pvid: true, untagged: true }]);
+  await host.setLinkUp(peer.index);
+  await host.setLinkUp(gw.index);
+  return host.requireLink(name);
+}
+
+/** Puts gateway `gw` (with the prefix of its subnet) on `target` (the bridge or its VLAN gateway); forceAddress replaces a different one. */
 async function ensureGatewayAddress(conf: BridgeConf, host: NetlinkHandle, br: LinkInfo, gwCidr: string, ctx: PluginContext): Promise<void> {
   const want = parseCidr(gwCidr);
   const present = await host.listAddresses(br.index, want.family);
@@ -241,15 +266,15 @@ async function ensureGatewayAddress(conf: BridgeConf, host: NetlinkHandle, br: L
     if (want.family === AF_INET6 && c.ip.startsWith('fe80')) continue;
     if (cidrContains(c, want.ip) || cidrContains(want, c.ip)) {
       if (!conf.forceAddress) {
-        throw new CniError(ErrorCode.Internal, `bridge ${conf.bridge} already has address ${a.address}, different from gateway ${gwCidr} (set forceAddress to replace it)`);
+        throw new CniError(ErrorCode.Internal, `${br.name} already has address ${a.address}, different from gateway ${gwCidr} (set forceAddress to replace it)`);
       }
       await host.delAddress(br.index, a.address);
     }
   }
-  if (want.family === AF_INET6) setSysctls(undefined, { [`net.ipv6.conf.${conf.bridge}.disable_ipv6`]: '0' });
+  if (want.family === AF_INET6) setSysctls(undefined, { [`net.ipv6.conf.${br.name}.disable_ipv6`]: '0' });
   await host.addAddress(br.index, gwCidr);
   const index = br.index;
-  ctx.rollback.push(`delete gateway ${gwCidr} from ${conf.bridge}`, async () => {
+  ctx.rollback.push(`delete gateway ${gwCidr} from ${br.name}`, async () => {
     const h = NetlinkHandle.host();
     try {
       await h.delAddress(index, gwCidr);
@@ -296,8 +321,6 @@ async function add(conf: BridgeConf, ctx: PluginContext): Promise<Result> {
     if (conf.vlan) {
       if (!conf.preserveDefaultVlan) await delBridgeVlans(undefined, peer.index, [{ vid: 1 }]);
       await addBridgeVlans(undefined, peer.index, [{ vid: conf.vlan, pvid: true, untagged: true }]);
-      // The bridge itself must carry the VLAN to route for it (isGateway).
-      await addBridgeVlans(undefined, br.index, [{ vid: conf.vlan }]).catch(() => undefined);
     } else if (conf.vlanTrunk.length) {
       if (!conf.preserveDefaultVlan) await delBridgeVlans(undefined, peer.index, [{ vid: 1 }]);
       await addBridgeVlans(undefined, peer.index, conf.vlanTrunk);
@@ -306,6 +329,7 @@ async function add(conf: BridgeConf, ctx: PluginContext): Promise<Result> {
     if (!conf.disableContainerInterface) announceOnChange(ns.podFd, ifName);
 
     const result: Result = { cniVersion: conf.raw.cniVersion };
+    let vlanGateway: string | undefined;
     if (conf.hasIpam) {
       const ipam = await runIpam(conf.raw, ctx);
       result.ips = ipam.ips!.map((ip) => ({ ...ip, interface: 2 }));
@@ -337,9 +361,11 @@ async function add(conf: BridgeConf, ctx: PluginContext): Promise<Result> {
         await addressLink(ns, link, result.ips, result.routes ?? []);
       }
       if (conf.isGateway) {
+        const gwLink = conf.vlan ? await ensureVlanGateway(conf, host, br, ctx) : br;
+        if (gwLink !== br) vlanGateway = gwLink.name;
         for (const ip of result.ips) {
           const c = parseCidr(ip.address);
-          await ensureGatewayAddress(conf, host, br, `${ip.gateway}/${c.prefix}`, ctx);
+          await ensureGatewayAddress(conf, host, gwLink, `${ip.gateway}/${c.prefix}`, ctx);
         }
         const v4 = result.ips.some((ip) => parseCidr(ip.address).family === AF_INET);
         const v6 = result.ips.some((ip) => parseCidr(ip.address).family === AF_INET6);
@@ -368,6 +394,10 @@ async function add(conf: BridgeConf, ctx: PluginContext): Promise<Result> {
     ];
     if (brNow.mtu) result.interfaces[0]!.mtu = brNow.mtu;
     if (peerNow.mtu) result.interfaces[1]!.mtu = peerNow.mtu;
+    if (vlanGateway) {
+      const gw = await host.requireLink(vlanGateway);
+      result.interfaces.push({ name: gw.name, mac: gw.mac, ...(gw.mtu ? { mtu: gw.mtu } : {}) });
+    }
     return result;
   } finally {
     ns.close();
