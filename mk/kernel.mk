@@ -1,6 +1,8 @@
-# ipvlan under a real Debian kernel: this machine's kernel has no ipvlan, so `make test-kernel`
-# boots linux-image-amd64 under qemu (TCG when KVM is unusable) with an initramfs holding
-# busybox, dash, ip, dist/multinic, the reference ipvlan plugin and test/kernel/scenarios.sh.
+# ipvlan and bridge VLANs under a real Debian kernel: this machine's kernel has neither ipvlan nor
+# bridge VLAN filtering, so `make test-kernel` boots linux-image-amd64 under qemu (TCG) with an
+# initramfs holding busybox, dash, ip, bridge, dist/multinic, the reference ipvlan, bridge,
+# static and host-local plugins and test/kernel/scenarios.sh (also the VM failure injection).
+# MULTINIC_KERNEL_REUSE=1 judges the last boot's records again without booting.
 # The VM records what happened on a serial port; test/integration/ipvlan.test.ts boots it and
 # judges the records. It is part of `make test` (a prerequisite; the file skips itself in the
 # shared integration run, where the fork after a minute of qemu died with EPIPE).

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds what `make test-kernel` boots: Debian's stock kernel (linux-image-amd64, unpacked with
 # dpkg -x, never installed on the host) and an uncompressed initramfs holding busybox, dash as
-# /bin/sh, iproute2's ip, the multinic binary, the reference ipvlan plugin (for the
-# differential scenarios), the network modules, and the scenario runner as /init.
+# /bin/sh, iproute2's ip and bridge, the multinic binary, the reference ipvlan, bridge, static
+# and host-local plugins (for the differential scenarios), the network modules, and the scenario runner as /init.
 #
 #   build-initramfs.sh <out dir> <multinic binary>
 # Writes <out>/vmlinuz and <out>/initramfs.cpio. The kernel .deb is downloaded once into <out>.
@@ -46,17 +46,18 @@ copy_exe() {
 }
 
 cp /bin/busybox "$root/bin/busybox"
-for tool in mount umount insmod poweroff cat grep sed sleep mkdir echo tr wc head sort printf ln rm cut awk seq timeout; do
+for tool in mount umount insmod poweroff cat grep sed sleep mkdir echo tr wc head sort printf ln rm cut awk seq timeout ping ls; do
   ln -sf busybox "$root/bin/$tool"
 done
 copy_exe /usr/bin/dash /bin/dash
 ln -sf dash "$root/bin/sh"
 copy_exe "$(command -v ip)" /sbin/ip
+copy_exe "$(command -v bridge)" /sbin/bridge
 copy_exe "$bin" /opt/cni/bin/multinic
-for alias in ipvlan static macvlan; do ln -sf multinic "$root/opt/cni/bin/$alias"; done
+for alias in ipvlan static macvlan bridge whereabouts; do ln -sf multinic "$root/opt/cni/bin/$alias"; done
 # The reference plugin, for the differential scenarios (static Go binaries).
 mkdir -p "$root/ref"
-for p in ipvlan static; do cp /usr/lib/cni/$p "$root/ref/$p"; done
+for p in ipvlan static bridge host-local; do cp /usr/lib/cni/$p "$root/ref/$p"; done
 
 # Modules in dependency order (the .ko files carry their own depends= line; these are leaves first).
 for m in net/llc/llc.ko net/802/stp.ko net/bridge/bridge.ko drivers/net/veth.ko drivers/net/dummy.ko \

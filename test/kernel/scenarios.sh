@@ -1,5 +1,5 @@
 #!/bin/sh
-# The ipvlan scenarios of `make test-kernel`, run by /init inside the VM. This script only acts
+# The scenarios of `make test-kernel` (ipvlan, bridge VLANs), run by /init inside the VM. This script only acts
 # and records: every plugin run (exit code, stdout) and every `ip -j` snapshot goes to the
 # data port (ttyS1) as one line "S <scenario> <key> <value>", and the host-side test
 # (test/integration/ipvlan.test.ts) parses and judges them with the same normaliser as the
@@ -15,22 +15,30 @@ emit() {
   printf 'S %s %s %s\n' "$1" "$2" "$(printf '%s' "$3" | tr '\n' ' ')" >"$DATA"
 }
 
-snap() { # <scenario> <prefix> <netns>
+# ip in netns <name>, or in the VM's own namespace (the node) for "-"
+ipin() {
+  if [ "$1" = - ]; then shift; ip "$@"; else where=$1; shift; ip -n "$where" "$@"; fi
+}
+
+snap() { # <scenario> <prefix> <netns|->
   # The settled state: link-local DAD over (the reference returns before it, we after).
   n=0
-  while [ -n "$(ip -n "$3" -6 addr show tentative)" ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
-  emit "$1" "$2.links" "$(ip -n "$3" -j -d link show)"
-  emit "$1" "$2.addrs" "$(ip -n "$3" -j addr show)"
-  emit "$1" "$2.routes4" "$(ip -n "$3" -j -4 route show table all)"
-  emit "$1" "$2.routes6" "$(ip -n "$3" -j -6 route show table all)"
-  emit "$1" "$2.rules4" "$(ip -n "$3" -j -4 rule show)"
-  emit "$1" "$2.rules6" "$(ip -n "$3" -j -6 rule show)"
+  while [ -n "$(ipin "$3" -6 addr show tentative)" ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+  emit "$1" "$2.links" "$(ipin "$3" -j -d link show)"
+  emit "$1" "$2.addrs" "$(ipin "$3" -j addr show)"
+  emit "$1" "$2.routes4" "$(ipin "$3" -j -4 route show table all)"
+  emit "$1" "$2.routes6" "$(ipin "$3" -j -6 route show table all)"
+  emit "$1" "$2.rules4" "$(ipin "$3" -j -4 rule show)"
+  emit "$1" "$2.rules6" "$(ipin "$3" -j -6 rule show)"
 }
+
+# A test hook of ours (MULTINIC_TEST_FAIL_STEP) for the next cni calls; empty: none.
+FAILSTEP=
 
 # cni <scenario> <key> <COMMAND> <pod> <ifname> <plugin exe> <CNI_PATH> <conf> [netns path]
 cni() {
   netns=${9:-/run/netns/$4}
-  out=$(printf '%s' "$8" | CNI_COMMAND=$3 CNI_CONTAINERID=$4 CNI_NETNS=$netns CNI_IFNAME=$5 CNI_PATH=$7 "$6" 2>/tmp/stderr)
+  out=$(printf '%s' "$8" | MULTINIC_TEST_FAIL_STEP=$FAILSTEP CNI_COMMAND=$3 CNI_CONTAINERID=$4 CNI_NETNS=$netns CNI_IFNAME=$5 CNI_PATH=$7 "$6" 2>/tmp/stderr)
   rc=$?
   emit "$1" "$2.rc" "$rc"
   emit "$1" "$2.out" "$out"
@@ -169,8 +177,100 @@ failure() {
   ip netns del f2
 }
 
+# --- failures at the steps no config can break (the test hook), and of the IPAM itself: after
+# each, the pod has only lo, the node is as before and the pool holds no allocation of it
+failsteps() {
+  s=failsteps
+  dd=/var/lib/cni/wb-failsteps
+  pod f3
+  pod f4
+  conf='{"cniVersion":"1.0.0","name":"ipv","type":"ipvlan","master":"ens224","ipam":{"type":"whereabouts","range":"172.16.10.0/24","data_dir":"'$dd'"}}'
+  snap $s node.before -
+  for step in rename sysctl ipam; do
+    FAILSTEP=$step
+    cni $s $step.add ADD f3 net1 $OURS/ipvlan $OURS "$conf"
+    FAILSTEP=""
+    snap $s $step f3
+    emit $s $step.pool "$(cat $dd/ippools/*.json 2>/dev/null)"
+  done
+  # IPAM fails for real: a type nobody has, and a range whose one address another pod holds
+  cni $s noipam.add ADD f3 net1 $OURS/ipvlan $OURS '{"cniVersion":"1.0.0","name":"ipv","type":"ipvlan","master":"ens224","ipam":{"type":"no-such-ipam"}}'
+  snap $s noipam f3
+  one='{"cniVersion":"1.0.0","name":"ipv","type":"ipvlan","master":"ens224","ipam":{"type":"whereabouts","range":"172.16.11.0/24","range_start":"172.16.11.5","range_end":"172.16.11.5","data_dir":"'$dd-one'"}}'
+  cni $s one.add ADD f4 net1 $OURS/ipvlan $OURS "$one"
+  cni $s full.add ADD f3 net1 $OURS/ipvlan $OURS "$one"
+  snap $s full f3
+  emit $s full.pool "$(cat $dd-one/ippools/*.json 2>/dev/null)"
+  cni $s one.del DEL f4 net1 $OURS/ipvlan $OURS "$one"
+  snap $s node.after -
+  # the first address of the range is still free for the next pod
+  cni $s good.add ADD f3 net1 $OURS/ipvlan $OURS "$conf"
+  cni $s good.del DEL f3 net1 $OURS/ipvlan $OURS "$conf"
+  ip netns del f3
+  ip netns del f4
+}
+
+# --- bridge VLANs (this needs VLAN filtering, which the host kernel lacks)
+static4() { # <cidr>
+  printf '{"type":"static","addresses":[{"address":"%s"}]}' "$1"
+}
+
+# One bridge plugin run on a fresh pod and a fresh bridge br-v: the pod, the node, the VLANs of
+# every bridge port, then DEL and the bridge (and its VLAN gateway) removed.
+bridge_run() { # <scenario> <side> <exe> <CNI_PATH> <conf>
+  p=b$2
+  pod $p
+  cni $1 $2.add ADD $p net1 $3 $4 "$5"
+  snap $1 $2 $p
+  snap $1 $2.node -
+  emit $1 $2.vlans "$(bridge -j vlan show)"
+  cni $1 $2.del DEL $p net1 $3 $4 "$5"
+  emit $1 $2.after "$(ip -n $p -j link show)"
+  ip netns del $p
+  ip link del br-v.100 2>/dev/null
+  ip link del br-v 2>/dev/null
+}
+
+bridge_vlans() {
+  # the keys reference 1.1.1 knows: ours and the reference on the same config
+  s=bvlan-access
+  conf='{"cniVersion":"1.0.0","name":"bv","type":"bridge","bridge":"br-v","vlan":100,"ipam":'"$(static4 10.30.0.10/24)"'}'
+  bridge_run $s ours $OURS/bridge $OURS "$conf"
+  bridge_run $s ref $REF/bridge $REF "$conf"
+  s=bvlan-gw
+  conf='{"cniVersion":"1.0.0","name":"bv","type":"bridge","bridge":"br-v","vlan":100,"isGateway":true,"ipam":'"$(static4 10.30.0.10/24)"'}'
+  bridge_run $s ours $OURS/bridge $OURS "$conf"
+  bridge_run $s ref $REF/bridge $REF "$conf"
+  # the newer keys (vlanTrunk, preserveDefaultVlan): ours alone
+  s=bvlan-newer
+  bridge_run $s access-nodefault $OURS/bridge $OURS '{"cniVersion":"1.0.0","name":"bv","type":"bridge","bridge":"br-v","vlan":100,"preserveDefaultVlan":false,"isGateway":true,"ipam":'"$(static4 10.30.0.10/24)"'}'
+  bridge_run $s trunk $OURS/bridge $OURS '{"cniVersion":"1.0.0","name":"bv","type":"bridge","bridge":"br-v","vlanTrunk":[{"id":200},{"minID":300,"maxID":302}],"ipam":{}}'
+  bridge_run $s trunk-nodefault $OURS/bridge $OURS '{"cniVersion":"1.0.0","name":"bv","type":"bridge","bridge":"br-v","vlanTrunk":[{"id":200},{"minID":300,"maxID":302}],"preserveDefaultVlan":false,"ipam":{}}'
+}
+
+# --- VLANs separate pods on one bridge: A and B on VLAN 100 (with its gateway), C on 200
+bridge_ping() {
+  s=bvlan-ping
+  for p in pa pb pc; do pod $p; done
+  v100() { printf '{"cniVersion":"1.0.0","name":"bv","type":"bridge","bridge":"br-v","vlan":100,"isGateway":true,"ipam":%s}' "$(static4 "$1")"; }
+  v200='{"cniVersion":"1.0.0","name":"bv","type":"bridge","bridge":"br-v","vlan":200,"ipam":'"$(static4 10.31.0.12/24)"'}'
+  cni $s a.add ADD pa net1 $OURS/bridge $OURS "$(v100 10.31.0.10/24)"
+  cni $s b.add ADD pb net1 $OURS/bridge $OURS "$(v100 10.31.0.11/24)"
+  cni $s c.add ADD pc net1 $OURS/bridge $OURS "$v200"
+  for target in 10.31.0.1 10.31.0.11 10.31.0.12; do
+    ip netns exec pa ping -c 2 -W 2 $target >/dev/null 2>&1
+    emit $s ping.$target "$?"
+  done
+  cni $s a.del DEL pa net1 $OURS/bridge $OURS "$(v100 10.31.0.10/24)"
+  cni $s b.del DEL pb net1 $OURS/bridge $OURS "$(v100 10.31.0.11/24)"
+  cni $s c.del DEL pc net1 $OURS/bridge $OURS "$v200"
+  for p in pa pb pc; do ip netns del $p; done
+  ip link del br-v.100 2>/dev/null
+  ip link del br-v 2>/dev/null
+}
+
 setup_node
-for scenario in anthos modes check chained mtu failure; do
+for scenario in anthos modes check chained mtu failure failsteps bridge_vlans bridge_ping; do
   $scenario
   echo "MNTEST-SCENARIO $scenario"
 done
