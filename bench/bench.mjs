@@ -18,12 +18,15 @@
  *      concurrent ADDs), 32 and 64 pods added at once then deleted.
  *   5  peak RSS of one ADD (/usr/bin/time), and where multinic's ADD time goes
  *      (MULTINIC_TRACE=1, src/delegate/entry.ts).
+ *   6  IPAM stores (bench/stores.ts): whereabouts on the file, etcd and kubernetes stores, per-ADD
+ *      latency and 64 concurrent ADDs, a real etcd and the API server stand-in on 127.0.0.1.
  *
  * Prints the table of ratios (multinic / reference), writes bench/results/bench-<time>.json
  * and docs/benchmarks.md.
  *
  *   sudo node bench/bench.mjs [--runs 30] [--bin dist/multinic] [--cnitool build/cnitool]
- *                             [--skip-scale] [--no-write]
+ *                             [--skip-scale] [--skip-stores] [--no-write]
+ *   sudo node bench/bench.mjs --only stores   (part 6 alone: prints its table, writes nothing)
  *   node bench/bench.mjs --report bench/results/bench-<time>.json   (table and doc again, no runs)
  *
  * Needs root. Everything it makes is named mnb-<pid>-* and removed at the end, also on failure.
@@ -47,11 +50,14 @@ const { values: opts } = parseArgs({
     cnitool: { type: 'string', default: 'build/cnitool' },
     'skip-scale': { type: 'boolean', default: false },
     'no-write': { type: 'boolean', default: false },
+    'skip-stores': { type: 'boolean', default: false },
+    only: { type: 'string' },
     inner: { type: 'string' },
     report: { type: 'string' },
   },
 });
 const RUNS = Number(opts.runs);
+if (opts.only !== undefined && opts.only !== 'stores') fail(`--only: only "stores" is known, not ${opts.only}`);
 
 function fail(msg) {
   process.stderr.write(`bench: ${msg}\n`);
@@ -121,7 +127,8 @@ if (opts.inner === undefined && opts.report === undefined) {
   const r = spawnSync(
     'ip',
     ['netns', 'exec', node, 'env', '-i', `PATH=${PATH}`, process.execPath, state.script, '--inner', JSON.stringify(state), '--runs', String(RUNS),
-      ...(opts['skip-scale'] ? ['--skip-scale'] : []), ...(opts['no-write'] ? ['--no-write'] : [])],
+      ...(opts['skip-scale'] ? ['--skip-scale'] : []), ...(opts['no-write'] ? ['--no-write'] : []),
+      ...(opts['skip-stores'] ? ['--skip-stores'] : []), ...(opts.only ? ['--only', opts.only] : [])],
     { stdio: 'inherit' },
   );
   process.exit(r.status ?? 1);
@@ -267,6 +274,23 @@ async function measure() {
     } catch {
       return null;
     }
+  }
+
+  // 6. IPAM stores: its own etcd and API server stand-in on this netns's loopback.
+  function storesBench() {
+    const tsx = join(ROOT, 'node_modules/.bin/tsx');
+    const r = spawnSync(tsx, [join(ROOT, 'bench/stores.ts'), '--bin', MULTINIC, '--runs', String(Math.max(30, RUNS))], {
+      env: { PATH }, encoding: 'utf8', cwd: ROOT, maxBuffer: 64 << 20, timeout: 300_000,
+    });
+    if (r.status === 0) return JSON.parse(r.stdout);
+    log(`bench/stores.ts failed (${r.status ?? r.signal}): ${r.stderr.slice(-2000)}`);
+    return { error: (r.stderr || String(r.error)).slice(-2000) };
+  }
+  if (opts.only === 'stores') {
+    log('6/6 IPAM stores only (bench/stores.ts)');
+    results.stores = storesBench();
+    results.loadavgAtEnd = loadavg().map(r1);
+    return results;
   }
 
   // 1. one attachment
@@ -563,6 +587,11 @@ async function measure() {
     return out;
   }
 
+  if (!opts['skip-stores']) {
+    log('6/6 IPAM stores: whereabouts on file, etcd, kubernetes (bench/stores.ts)');
+    results.stores = storesBench();
+  }
+
   results.loadavgAtEnd = loadavg().map(r1);
   results.checkFailures = checkFailures;
   return results;
@@ -573,6 +602,33 @@ async function measure() {
 /** --report <json>: the table and docs/benchmarks.md again from a results file (no measuring). */
 const results = opts.report ? JSON.parse(readFileSync(resolve(opts.report), 'utf8')) : await measure();
 const checkFailures = results.checkFailures ?? {};
+const storesTable = storesReport(results.stores);
+
+if (opts.only === 'stores') {
+  // A partial run: its table only; docs/benchmarks.md and bench/results/ stay as they are.
+  process.stdout.write(`\n${storesTable ?? '(no stores results)'}\n\n${JSON.stringify(results.stores, null, 2)}\n`);
+  process.exit(results.stores?.error ? 1 : 0);
+}
+
+/** Part 6 as a table, and the etcd − file delta against issue 9's target; undefined if not run. */
+function storesReport(st) {
+  if (!st) return undefined;
+  if (st.error) return `bench/stores.ts failed: ${st.error.trim().split('\n').pop()}`;
+  const out = [];
+  const c = (name) => st.concurrent[name];
+  const ms = (s) => `${s.median} / ${s.p95}`;
+  out.push(`| store | ADD median / p95 ms | DEL median / p95 ms | ADD − file, median ms (paired) | ${st.concurrent.file.processes} concurrent ADDs / DELs, wall ms | duplicates / failures / left after DEL | target |`);
+  out.push('| --- | --- | --- | --- | --- | --- | --- |');
+  for (const name of ['file', 'etcd', 'kubernetes']) {
+    const s = st.sequential[name];
+    const d = name === 'file' ? null : st.deltas[`${name}MinusFile`];
+    const t = st.deltas.targetMs;
+    const verdict = name !== 'etcd' ? '' : d.addMedianMs <= t ? `≤ ${t} ms ✓` : `≤ ${t} ms ✗ (${r1(d.addMedianMs - t)} ms over)`;
+    out.push('| ' + [name, ms(s.add), ms(s.del), d ? `${d.addMedianMs} (${d.addPairedMedianMs})` : '–',
+      `${c(name).addWallMs} / ${c(name).delWallMs}`, `${c(name).duplicates} / ${c(name).addFailures + c(name).delFailures} / ${c(name).leftAfterDel}`, verdict].join(' | ') + ' |');
+  }
+  return out.join('\n');
+}
 
 const ratio = (a, b) => (a && b ? Math.round((a / b) * 100) / 100 : null);
 const lines = [];
@@ -646,7 +702,7 @@ bl.push('|---|---|---|');
 for (const k of Object.keys(results.breakdown.ADD)) bl.push(`| ${k} | ${results.breakdown.ADD[k].median} | ${results.breakdown.DEL[k].median} |`);
 const breakdown = bl.join('\n');
 
-process.stdout.write(`\n${table}\n\nWhere multinic's time goes (MULTINIC_TRACE=1):\n\n${breakdown}\n\nload average: start ${results.host.loadavgAtStart.join(' ')}, end ${results.loadavgAtEnd.join(' ')}\n`);
+process.stdout.write(`\n${table}\n\nWhere multinic's time goes (MULTINIC_TRACE=1):\n\n${breakdown}\n${storesTable ? `\nIPAM stores (bench/stores.ts):\n\n${storesTable}\n` : ''}\nload average: start ${results.host.loadavgAtStart.join(' ')}, end ${results.loadavgAtEnd.join(' ')}\n`);
 
 if (!opts['no-write']) {
   const stamp = results.date.replace(/[:.]/g, '-').replace(/-\d+Z$/, 'Z');
@@ -655,6 +711,30 @@ if (!opts['no-write']) {
   if (!opts.report) writeFileSync(jsonPath, JSON.stringify(results, null, 2) + '\n');
   writeFileSync(join(ROOT, 'docs/benchmarks.md'), docs(table, breakdown, relative(ROOT, jsonPath)));
   log(opts.report ? 'wrote docs/benchmarks.md' : `wrote ${relative(ROOT, jsonPath)} and docs/benchmarks.md`);
+}
+
+function storesSection() {
+  const st = results.stores;
+  if (st.error) return `\n## IPAM stores\n\n${storesTable}\n`;
+  const e = st.deltas.etcdMinusFile;
+  return `
+## IPAM stores
+
+Issue 9's target: etcd adds at most ${st.deltas.targetMs} ms per ADD over the file store on loopback.
+bench/stores.ts runs the whereabouts IPAM alone through the binary (the executable under the
+name \`whereabouts\`, only the CNI variables and PATH in its environment) against each
+\`datastore\`: \`file\`, \`etcd\` (Debian's etcd-server, one member on 127.0.0.1) and
+\`kubernetes\` (the API server stand-in of the tests, test/helpers/fake-apiserver.ts, over
+HTTPS on 127.0.0.1, in the benchmark's own process). ${st.runs} ADD+DEL pairs per store, the
+stores alternating run by run; latency is process start to exit. "paired" is the median of the
+per-round differences. Then ${st.concurrent.file.processes} ADDs from as many processes at once into one /24, then
+as many DELs, with the addresses checked for duplicates and the pool for leftovers
+(the kubernetes store retried ${st.kubernetesConflicts409} conflicts, 409s, on the way). Load average ${st.loadavg.join(' ')} when it ended.
+
+${storesTable}
+
+etcd − file per ADD: ${e.addMedianMs} ms (paired ${e.addPairedMedianMs} ms), target ≤ ${st.deltas.targetMs} ms: ${st.deltas.met ? 'met' : 'not met'}.
+`;
 }
 
 function docs(table, breakdown, jsonRel) {
@@ -700,7 +780,7 @@ synchronous fs calls, addon loading and event-loop waits inside the plugin work;
 ${results.runs} runs.
 
 ${breakdown}
-
+${storesTable ? storesSection() : ''}
 ## Reading it, and what to try next
 
 ${NOTES}

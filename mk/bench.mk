@@ -5,6 +5,10 @@
 #                            bench/results/bench-<time>.json and docs/benchmarks.md
 #   make bench BENCH_RUNS=5  a quick look (the doc and JSON are written all the same)
 #   make bench BENCH_ARGS='--skip-scale --no-write'
+#   make bench BENCH_ARGS=--skip-stores   without part 6, the IPAM stores (bench/stores.ts:
+#                            whereabouts on file, etcd, kubernetes; a real etcd from Debian's
+#                            etcd-server and the tests' API server stand-in on 127.0.0.1, ~40 s)
+#   make bench BENCH_ARGS='--only stores' part 6 alone: prints its table, writes nothing
 #
 # Runs under `env -i` (nothing of the caller's environment, e.g. NODE_EXTRA_CA_CERTS or
 # NODE_OPTIONS, reaches either side), at nice -10 so the other load on a shared machine
