@@ -76,6 +76,18 @@ class PoolSet {
     return p;
   }
 
+  /** The request's existing pools, each once (two ranges may share a pool), with their range. */
+  async *existing(req: IpamRequest): AsyncGenerator<{ range: IpRange; name: string; p: OpenPool }> {
+    const seen = new Set<string>();
+    for (const range of req.ranges) {
+      const name = poolName(req.networkName, range.cidr);
+      if (seen.has(name)) continue;
+      seen.add(name);
+      const p = await this.get(name, range, false);
+      if (p) yield { range, name, p };
+    }
+  }
+
   /** Hands every changed pool to the store, its allocations in ascending offset order. */
   flush(): void {
     for (const p of this.open.values()) {
@@ -174,13 +186,7 @@ export async function releaseAddresses(store: IpamStore, req: IpamRequest, conta
   return store.transaction(async (tx) => {
     const pools = new PoolSet(tx);
     const released: Lease[] = [];
-    const seen = new Set<string>();
-    for (const range of req.ranges) {
-      const name = poolName(req.networkName, range.cidr);
-      if (seen.has(name)) continue;
-      seen.add(name);
-      const p = await pools.get(name, range, false);
-      if (!p) continue;
+    for await (const { range, name, p } of pools.existing(req)) {
       const entries = new Map<string, IPAllocation>();
       for (const [k, v] of Object.entries(p.pool.spec.allocations)) if (releasedBy(v, containerId, ifName)) entries.set(k, v);
       if (entries.size === 0) continue;
@@ -221,13 +227,7 @@ export async function collectGarbage(
   return store.transaction(async (tx) => {
     const pools = new PoolSet(tx);
     const released: Lease[] = [];
-    const seen = new Set<string>();
-    for (const range of req.ranges) {
-      const name = poolName(req.networkName, range.cidr);
-      if (seen.has(name)) continue;
-      seen.add(name);
-      const p = await pools.get(name, range, false);
-      if (!p) continue;
+    for await (const { range, name, p } of pools.existing(req)) {
       const allocs = p.pool.spec.allocations;
       for (const [k, v] of Object.entries(allocs)) {
         if (keep.has(`${v.id}\0${v.ifname ?? ''}`) || !/^(0|[1-9]\d*)$/.test(k)) continue;
