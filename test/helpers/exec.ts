@@ -97,3 +97,14 @@ export async function waitFor<T>(
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/** n jobs across `nodes` concurrent workers, job i on worker i % nodes (named node0, node1, …). */
+export async function onNodes<T>(n: number, nodes: number, job: (i: number, node: string) => Promise<T>): Promise<T[]> {
+  const out: T[] = new Array(n);
+  await Promise.all(
+    Array.from({ length: nodes }, async (_, w) => {
+      for (let i = w; i < n; i += nodes) out[i] = await job(i, `node${w}`);
+    }),
+  );
+  return out;
+}

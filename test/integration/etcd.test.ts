@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdServer } from '../helpers/etcd-server.js';
-import { type CniRun, multinicBin, runPluginDirect } from '../helpers/index.js';
+import { type CniRun, multinicBin, onNodes, runPluginDirect } from '../helpers/index.js';
 
 let etcd: EtcdServer;
 beforeAll(async () => {
@@ -40,17 +40,6 @@ export function ipam(command: 'ADD' | 'DEL' | 'CHECK', conf: object, id: string,
     conf,
     { as: 'whereabouts', timeoutMs: 60_000 },
   );
-}
-
-/** n jobs across `nodes` concurrent workers, job i on node i % nodes. */
-async function onNodes<T>(n: number, nodes: number, job: (i: number, node: string) => Promise<T>): Promise<T[]> {
-  const out: T[] = new Array(n);
-  await Promise.all(
-    Array.from({ length: nodes }, async (_, w) => {
-      for (let i = w; i < n; i += nodes) out[i] = await job(i, `node${w}`);
-    }),
-  );
-  return out;
 }
 
 async function etcdDocs(prefix: string): Promise<Array<{ key: string; doc: any }>> {

@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
-import { type CniRun, multinicBin, processTmpRoot, runPluginDirect } from '../helpers/index.js';
+import { type CniRun, multinicBin, onNodes, processTmpRoot, runPluginDirect } from '../helpers/index.js';
 
 const NS = 'wb-system';
 let api: FakeApiServer;
@@ -51,16 +51,6 @@ function ipam(command: 'ADD' | 'DEL' | 'CHECK', conf: object, id: string, node =
     conf,
     { as: 'whereabouts', timeoutMs: 60_000 },
   );
-}
-
-async function onNodes<T>(n: number, nodes: number, job: (i: number, node: string) => Promise<T>): Promise<T[]> {
-  const out: T[] = new Array(n);
-  await Promise.all(
-    Array.from({ length: nodes }, async (_, w) => {
-      for (let i = w; i < n; i += nodes) out[i] = await job(i, `node${w}`);
-    }),
-  );
-  return out;
 }
 
 const poolName = (net: string) => `${net}-10.81.0.0-22`;
